@@ -1,0 +1,5 @@
+"""``python -m stream_forecaster`` is the ``stream-forecaster`` command."""
+
+from stream_forecaster.cli import main
+
+raise SystemExit(main())

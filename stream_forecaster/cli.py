@@ -1,0 +1,392 @@
+"""The ``stream-forecaster`` command line: argument parsing and dispatch, nothing more.
+
+Each subcommand is a small function that turns its arguments into calls of the module
+that owns the concern (settings, dataset, training, backtest). Errors the user can fix
+(bad settings, bad data, bad bundle) print one clear line and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from stream_forecaster import __version__
+from stream_forecaster.logs import configure_logging
+from stream_forecaster.settings import CONFIG_FILE_ENV, ConfigError, Settings, load_settings
+
+if TYPE_CHECKING:
+    from stream_forecaster.dataset import TableSpec
+
+log = logging.getLogger("stream_forecaster")
+
+EXIT_USAGE = 2
+
+_EPILOG = """\
+Every setting can also come from the environment, prefix SF_, sections joined by __
+(e.g. SF_KAFKA__BOOTSTRAP_SERVERS=broker:9092) or from a TOML/JSON file given with
+--config or $SF_CONFIG_FILE. `stream-forecaster config` shows the effective values.
+"""
+
+
+class _Formatter(argparse.HelpFormatter):
+    """Wraps one-paragraph texts; keeps texts with line breaks (examples) as written."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if "\n" in text:
+            return "".join(indent + line for line in text.splitlines(keepends=True))
+        return super()._fill_text(text, width, indent)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="stream-forecaster",
+        description="One-step-ahead LSTM forecasts for live sensor feeds on Kafka.",
+        epilog=_EPILOG,
+        formatter_class=_Formatter,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help=f"TOML or JSON settings file (default: ${CONFIG_FILE_ENV}); the environment wins",
+    )
+    common.add_argument(
+        "--log-level",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="log verbosity (default: the log_level setting, INFO)",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    config = sub.add_parser(
+        "config",
+        parents=[common],
+        help="print the effective configuration (secrets masked)",
+        description="Print the effective configuration as JSON, secrets masked. Fails, "
+        "naming the setting, when a value is invalid.",
+    )
+    config.set_defaults(handler=_cmd_config)
+
+    _add_train_parser(sub, common)
+    _add_backtest_parser(sub, common)
+    return parser
+
+
+def _add_table_arguments(parser: argparse.ArgumentParser) -> None:
+    table = parser.add_argument_group("reading the CSV")
+    table.add_argument(
+        "--csv",
+        type=Path,
+        required=True,
+        metavar="FILE",
+        help="CSV file of readings (.csv, or compressed .gz/.xz/.bz2)",
+    )
+    table.add_argument(
+        "--key-column",
+        metavar="COLUMN",
+        help="column naming each row's series key (default: one series)",
+    )
+    table.add_argument(
+        "--time-column",
+        metavar="COLUMN",
+        help="column of epoch milliseconds or date-times, naive = UTC "
+        "(default: the first of ts, timestamp, time, date, datetime)",
+    )
+    table.add_argument(
+        "--time-parts",
+        metavar="COLS",
+        type=_csv_list,
+        help="columns that make up the time, e.g. year,month,day,hour "
+        "(default when no time column is found and these four exist)",
+    )
+    table.add_argument(
+        "--missing",
+        choices=["ffill", "drop"],
+        default="ffill",
+        help="missing values: fill forward within a series (default), or drop "
+        "the rows; samples whose target was missing are never used",
+    )
+
+
+def _add_train_parser(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
+) -> None:
+    train = sub.add_parser(
+        "train",
+        parents=[common],
+        help="train the seed LSTM on a CSV and write a model bundle",
+        description="Train the seed LSTM (LSTM(50, relu) -> Dropout(0.2) -> Dense(1)) on "
+        "historical readings and write a model bundle. The newest --holdout share is never "
+        "trained on, so that `backtest` can score the model on unseen data; of the rest, the "
+        "newest --validation share drives early stopping. Several series keys train one "
+        "shared model; windows never cross keys.",
+        epilog="example (Beijing PM2.5):\n  stream-forecaster train --csv "
+        "examples/data/beijing_pm25_hourly.csv \\\n    --time-parts year,month,day,hour "
+        "--features pm2.5,DEWP,TEMP,PRES,cbwd,Iws,Is,Ir \\\n    --categorical cbwd "
+        "--target pm2.5 --out models/beijing.sfmodel",
+        formatter_class=_Formatter,
+    )
+    _add_table_arguments(train)
+    model = train.add_argument_group("the model")
+    model.add_argument(
+        "--features",
+        type=_csv_list,
+        metavar="A,B,C",
+        help="feature columns in model order (default: SF_MODEL__FEATURES)",
+    )
+    model.add_argument(
+        "--target",
+        metavar="COLUMN",
+        help="column to forecast one step ahead (default: SF_MODEL__TARGET, "
+        "else the first feature)",
+    )
+    model.add_argument(
+        "--categorical",
+        type=_csv_list,
+        default=[],
+        metavar="A,B",
+        help="feature columns holding categories (text), encoded as codes",
+    )
+    model.add_argument(
+        "--window",
+        type=int,
+        metavar="N",
+        help="readings per input window (default: SF_MODEL__WINDOW, 24)",
+    )
+    model.add_argument(
+        "--target-mode",
+        choices=["delta", "level"],
+        default="delta",
+        help="the network outputs the next change of the target (default) or "
+        "its level; forecasts are always in the target's units",
+    )
+    model.add_argument("--name", default="default", help="model name recorded in the bundle")
+    fit = train.add_argument_group("training")
+    fit.add_argument("--epochs", type=int, default=50, help="maximum epochs (default 50)")
+    fit.add_argument("--batch-size", type=int, default=64, help="default 64")
+    fit.add_argument("--learning-rate", type=float, default=1e-3, help="Adam's (default 1e-3)")
+    fit.add_argument(
+        "--patience",
+        type=int,
+        default=5,
+        help="stop after this many epochs without a better validation loss",
+    )
+    fit.add_argument(
+        "--validation",
+        type=float,
+        default=0.1,
+        help="share of the training period used for validation (default 0.1)",
+    )
+    fit.add_argument(
+        "--holdout",
+        type=float,
+        default=0.2,
+        help="newest share of samples kept out for the backtest (default 0.2)",
+    )
+    fit.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
+    train.add_argument(
+        "--out",
+        type=Path,
+        metavar="BUNDLE",
+        help="bundle file to write, or a folder to write <version>.sfmodel into "
+        "(default: SF_MODEL__PATH, models/)",
+    )
+    train.set_defaults(handler=_cmd_train)
+
+
+def _add_backtest_parser(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
+) -> None:
+    backtest = sub.add_parser(
+        "backtest",
+        parents=[common],
+        help="walk-forward one-step forecasts on held-out data, against persistence",
+        description="Forecast each step of the held-out tail from the actual readings before "
+        "it, and print MAE and RMSE of the model and of the persistence baseline (the last "
+        "value). By default the tail is exactly what `train` held out; the CSV is read with "
+        "the options recorded in the bundle unless given here.",
+        formatter_class=_Formatter,
+    )
+    _add_table_arguments(backtest)
+    backtest.set_defaults(missing=None)
+    backtest.add_argument(
+        "--model",
+        type=Path,
+        metavar="BUNDLE",
+        help="bundle file or folder (default: SF_MODEL__PATH)",
+    )
+    backtest.add_argument(
+        "--tail",
+        type=float,
+        metavar="SHARE",
+        help="evaluate the newest SHARE of samples instead of the bundle's held-out data",
+    )
+    backtest.add_argument(
+        "--out",
+        type=Path,
+        metavar="PNG",
+        help="write a plot of actual against forecast to this PNG file",
+    )
+    backtest.add_argument(
+        "--json", type=Path, metavar="FILE", help="also write the figures as JSON"
+    )
+    backtest.set_defaults(handler=_cmd_backtest)
+
+
+def _csv_list(text: str) -> list[str]:
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    if not items:
+        raise argparse.ArgumentTypeError(f"expected a comma-separated list, got {text!r}")
+    return items
+
+
+# -- commands --------------------------------------------------------------------------------
+
+
+def _cmd_config(args: argparse.Namespace, settings: Settings) -> int:
+    print(json.dumps(settings.masked(), indent=2))
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace, settings: Settings) -> int:
+    from stream_forecaster.dataset import read_table
+    from stream_forecaster.training import TrainOptions, train
+
+    features = args.features or settings.model.features
+    if not features:
+        raise ConfigError("no features: pass --features a,b,c or set SF_MODEL__FEATURES")
+    target = args.target or settings.model.target or features[0]
+    spec = _table_spec(
+        args,
+        features=features,
+        target=target,
+        categorical=tuple(args.categorical),
+        categories={},
+        missing=args.missing,
+    )
+    try:
+        options = TrainOptions(
+            window=args.window or settings.model.window,
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            learning_rate=args.learning_rate,
+            patience=args.patience,
+            validation=args.validation,
+            holdout=args.holdout,
+            target_mode=args.target_mode,
+            seed=args.seed,
+        )
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    table = read_table(args.csv, spec)
+    bundle = train(table, spec, options, source=args.csv.name, report=log.info, print_summary=print)
+    out = args.out or settings.model.path
+    if out.suffix != ".sfmodel" and not out.exists():
+        out.mkdir(parents=True)
+    written = bundle.save(out)
+    metrics = bundle.manifest.training.metrics
+    print(f"wrote model bundle {written} (version {bundle.version})")
+    print(
+        f"validation MAE {metrics['val_mae']:.4f}, persistence {metrics['val_persistence_mae']:.4f}"
+    )
+    return 0
+
+
+def _cmd_backtest(args: argparse.Namespace, settings: Settings) -> int:
+    from stream_forecaster.backtest import plot_backtest, run_backtest
+    from stream_forecaster.bundle import ModelBundle
+    from stream_forecaster.dataset import read_table
+
+    bundle = ModelBundle.load(args.model or settings.model.path)
+    manifest = bundle.manifest
+    recorded = manifest.training.table
+    for name in ("key_column", "time_column", "time_parts"):
+        if getattr(args, name) is None and recorded.get(name) is not None:
+            setattr(args, name, recorded[name])
+    spec = _table_spec(
+        args,
+        features=list(manifest.features),
+        target=manifest.target,
+        categorical=tuple(manifest.categories),
+        categories=manifest.categories,
+        missing=args.missing or recorded.get("missing", "ffill"),
+    )
+    table = read_table(args.csv, spec)
+    log.info("backtesting model %s (%s)", manifest.version, manifest.name)
+    result = run_backtest(bundle, table, tail=args.tail)
+    print(result.table())
+    if args.out:
+        print(f"wrote plot {plot_backtest(result, table, args.out)}")
+    if args.json:
+        figures = {
+            "model_version": manifest.version,
+            "csv": str(args.csv),
+            "samples": result.samples,
+            "from_ts": result.from_ts,
+            "to_ts": result.to_ts,
+            "mae": result.mae,
+            "rmse": result.rmse,
+            "persistence_mae": result.persistence_mae,
+            "persistence_rmse": result.persistence_rmse,
+            "skill": result.skill,
+        }
+        args.json.write_text(json.dumps(figures, indent=2) + "\n")
+    return 0
+
+
+def _table_spec(
+    args: argparse.Namespace,
+    *,
+    features: Sequence[str],
+    target: str,
+    categorical: tuple[str, ...],
+    categories: dict[str, tuple[str, ...]],
+    missing: str,
+) -> TableSpec:
+    from stream_forecaster.dataset import TableSpec, guess_time_columns, read_header
+
+    time_column, time_parts = args.time_column, args.time_parts
+    if time_column is None and time_parts is None:
+        time_column, time_parts = guess_time_columns(read_header(args.csv))
+        if time_column or time_parts:
+            log.info("time from %s", time_column or ",".join(time_parts or ()))
+    return TableSpec(
+        features=tuple(features),
+        target=target,
+        time_column=time_column,
+        time_parts=tuple(time_parts) if time_parts else None,
+        key_column=args.key_column,
+        categorical=categorical,
+        categories=categories,
+        missing=missing,  # type: ignore[arg-type]
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``stream-forecaster`` command; returns the exit status."""
+    from stream_forecaster.bundle import BundleError
+    from stream_forecaster.dataset import DataError
+
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings(args.config)
+    except ConfigError as exc:
+        configure_logging(args.log_level or "INFO")
+        print(f"stream-forecaster: configuration error:\n{exc}", file=sys.stderr)
+        return EXIT_USAGE
+    configure_logging(args.log_level or settings.log_level)
+    try:
+        return int(args.handler(args, settings))
+    except (ConfigError, DataError, BundleError) as exc:
+        print(f"stream-forecaster {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print(f"stream-forecaster {args.command}: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,282 @@
+"""Wire formats: sensor readings in, forecasts out.
+
+Reading (input topic): record key = series key (UTF-8); value = JSON::
+
+    {"ts": 1700000000000, "values": {"pm2.5": 129.0, "TEMP": -4.0, "cbwd": null}}
+
+``ts`` is epoch milliseconds (integer) or an RFC 3339 string with an offset
+(``"2023-11-14T22:13:20Z"``). A ``"key"`` field stands in for a missing record key.
+
+Forecast (output topic): record key = series key; value = JSON, see :class:`Forecast`.
+
+Decoding never raises anything but :class:`InvalidRecord`, whose ``reason`` is one short,
+stable label (used for the dead-letter headers and the per-reason metric).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from pydantic import BaseModel, ConfigDict, Field
+
+#: Largest accepted record value, in bytes; bigger records are rejected as ``oversized``.
+DEFAULT_MAX_RECORD_BYTES: Final = 64 * 1024
+
+#: Every reason a record can be rejected for, with its meaning.
+INVALID_REASONS: Final[dict[str, str]] = {
+    "oversized": "the value is larger than the configured maximum",
+    "not_utf8": "the value or the key is not valid UTF-8",
+    "not_json": "the value is not JSON",
+    "not_object": "the value is JSON but not an object",
+    "unknown_field": "the object has a field other than ts, values and key",
+    "missing_ts": "the object has no ts",
+    "bad_ts": "ts is neither epoch milliseconds nor an RFC 3339 time with an offset",
+    "missing_values": "the object has no values object",
+    "bad_values": "values is not an object of feature name to number or null",
+    "non_finite": "a value is NaN or infinite",
+    "no_key": "neither the record key nor the key field gives a series key",
+    "unknown_feature": "values names a feature the model does not know",
+    "missing_feature": "values lacks a feature the model needs",
+}
+
+# Epoch milliseconds from 1970 to 9999, the range datetime can render.
+_MIN_TS_MS: Final = 0
+_MAX_TS_MS: Final = 253_402_300_799_999
+
+
+class InvalidRecord(ValueError):
+    """A record that cannot be used; ``reason`` is one of :data:`INVALID_REASONS`."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        if reason not in INVALID_REASONS:
+            raise ValueError(f"unknown invalid-record reason {reason!r}")
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+class Reading(BaseModel):
+    """One decoded sensor reading of one series.
+
+    Args:
+        key: series key.
+        ts: time of the reading, epoch milliseconds (UTC).
+        values: feature name -> value; ``None`` means "not measured this time".
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    key: str = Field(min_length=1)
+    ts: int
+    values: dict[str, float | None]
+
+
+class Forecast(BaseModel):
+    """A one-step-ahead forecast of one series, as published to the output topic.
+
+    Args:
+        key: series key.
+        ts: the time the forecast is for (epoch ms): newest reading's time + sampling interval.
+        target: the feature being forecast.
+        forecast: the forecast value, in the target's own units.
+        lower: lower bound of the prediction interval, when one is computed.
+        upper: upper bound of the prediction interval, when one is computed.
+        model_version: version id of the model bundle that produced it.
+        window_end_ts: time of the newest reading in the input window (epoch ms).
+    """
+
+    model_config = ConfigDict(frozen=True, allow_inf_nan=False)
+
+    key: str
+    ts: int
+    target: str
+    forecast: float
+    lower: float | None = None
+    upper: float | None = None
+    model_version: str
+    window_end_ts: int
+
+    def to_json_bytes(self) -> bytes:
+        """The record value: compact UTF-8 JSON."""
+        return self.model_dump_json().encode("utf-8")
+
+
+def parse_timestamp(raw: object) -> int:
+    """Epoch milliseconds from an integer or an RFC 3339 string with an offset.
+
+    Raises:
+        InvalidRecord: with reason ``bad_ts``.
+    """
+    if isinstance(raw, bool):
+        raise InvalidRecord("bad_ts", f"expected epoch milliseconds or RFC 3339, got {raw!r}")
+    if isinstance(raw, int):
+        ts = raw
+    elif isinstance(raw, float) and raw.is_integer():
+        ts = int(raw)
+    elif isinstance(raw, str):
+        try:
+            parsed = datetime.fromisoformat(raw)
+        except ValueError:
+            raise InvalidRecord(
+                "bad_ts", f"expected an RFC 3339 time such as 2024-01-31T12:00:00Z, got {raw!r}"
+            ) from None
+        if parsed.tzinfo is None:
+            raise InvalidRecord(
+                "bad_ts", f"expected a time with an offset (Z or +hh:mm), got {raw!r}"
+            )
+        ts = round(parsed.astimezone(UTC).timestamp() * 1000)
+    else:
+        raise InvalidRecord("bad_ts", f"expected epoch milliseconds or RFC 3339, got {raw!r}")
+    if not _MIN_TS_MS <= ts <= _MAX_TS_MS:
+        raise InvalidRecord(
+            "bad_ts", f"expected epoch milliseconds between 0 and year 9999, got {ts}"
+        )
+    return ts
+
+
+def format_timestamp(ts_ms: int) -> str:
+    """RFC 3339 UTC rendering of epoch milliseconds, for logs and plots."""
+    return datetime.fromtimestamp(ts_ms / 1000, tz=UTC).isoformat().replace("+00:00", "Z")
+
+
+def decode_reading(
+    record_key: bytes | None,
+    value: bytes | None,
+    *,
+    max_bytes: int = DEFAULT_MAX_RECORD_BYTES,
+) -> Reading:
+    """Decode and validate the raw bytes of one input record.
+
+    Args:
+        record_key: the Kafka record key (the series key), or ``None``.
+        value: the Kafka record value.
+        max_bytes: the largest value accepted.
+
+    Raises:
+        InvalidRecord: the record cannot be used; ``reason`` says why.
+    """
+    if value is None:
+        raise InvalidRecord("not_json", "expected a JSON object, got an empty (null) value")
+    if len(value) > max_bytes:
+        raise InvalidRecord("oversized", f"expected at most {max_bytes} bytes, got {len(value)}")
+    try:
+        text = value.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidRecord(
+            "not_utf8", f"value is not UTF-8 ({exc.reason} at byte {exc.start})"
+        ) from None
+    try:
+        data: Any = json.loads(text, parse_constant=_reject_constant)
+    except _NonFiniteError as exc:
+        raise InvalidRecord("non_finite", f"expected finite numbers, got {exc}") from None
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise InvalidRecord("not_json", f"expected JSON, got {_preview(text)} ({exc})") from None
+    if not isinstance(data, dict):
+        raise InvalidRecord("not_object", f"expected a JSON object, got {type(data).__name__}")
+    unknown = sorted(set(data) - {"ts", "values", "key"})
+    if unknown:
+        raise InvalidRecord("unknown_field", f"expected fields ts, values, key; got also {unknown}")
+    if "ts" not in data:
+        raise InvalidRecord("missing_ts", "expected a ts field")
+    ts = parse_timestamp(data["ts"])
+    if "values" not in data:
+        raise InvalidRecord("missing_values", "expected a values object")
+    values = _check_values(data["values"])
+    return Reading(key=_series_key(record_key, data.get("key")), ts=ts, values=values)
+
+
+class _NonFiniteError(ValueError):
+    pass
+
+
+def _reject_constant(name: str) -> Any:
+    raise _NonFiniteError(name)
+
+
+def _check_values(raw: object) -> dict[str, float | None]:
+    if not isinstance(raw, dict):
+        raise InvalidRecord("bad_values", f"expected an object, got {type(raw).__name__}")
+    values: dict[str, float | None] = {}
+    for name, value in raw.items():
+        if value is None:
+            values[name] = None
+        elif isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise InvalidRecord(
+                "bad_values", f"expected a number or null for {name!r}, got {value!r}"
+            )
+        else:
+            number = float(value)
+            if not math.isfinite(number):  # e.g. 1e999 overflows to inf
+                raise InvalidRecord("non_finite", f"expected a finite number for {name!r}")
+            values[name] = number
+    return values
+
+
+def _series_key(record_key: bytes | None, field: object) -> str:
+    if record_key:
+        try:
+            return record_key.decode("utf-8")
+        except UnicodeDecodeError:
+            raise InvalidRecord("not_utf8", "record key is not UTF-8") from None
+    if isinstance(field, str) and field:
+        return field
+    if field is not None:
+        raise InvalidRecord(
+            "no_key", f"expected the key field to be a non-empty string, got {field!r}"
+        )
+    raise InvalidRecord("no_key", "expected a record key or a key field")
+
+
+def _preview(text: str, limit: int = 40) -> str:
+    return repr(text if len(text) <= limit else text[:limit] + "...")
+
+
+def check_features(reading: Reading, features: Sequence[str], *, where: str = "") -> None:
+    """Check that a reading carries exactly the model's features (values may be null).
+
+    Args:
+        reading: the decoded reading.
+        features: the model's feature names.
+        where: where the record came from, for the message (``"sensor-3@offset 1042"``).
+
+    Raises:
+        InvalidRecord: with reason ``unknown_feature`` or ``missing_feature``.
+    """
+    suffix = f" in record {where}" if where else ""
+    unknown = sorted(set(reading.values) - set(features))
+    if unknown:
+        raise InvalidRecord(
+            "unknown_feature",
+            f"expected only features {list(features)}, got also {unknown}{suffix}",
+        )
+    missing = [f for f in features if f not in reading.values]
+    if missing:
+        raise InvalidRecord(
+            "missing_feature",
+            f"expected {len(features)} features, got {len(reading.values)}{suffix}: "
+            f"missing {missing}",
+        )
+
+
+def encode_reading(key: str, ts_ms: int, values: dict[str, float | None]) -> tuple[bytes, bytes]:
+    """The (record key, record value) of a reading, as a sensor feed should send it."""
+    payload: dict[str, Any] = {"ts": ts_ms, "values": values}
+    return key.encode("utf-8"), json.dumps(payload, separators=(",", ":"), allow_nan=False).encode()
+
+
+__all__ = [
+    "DEFAULT_MAX_RECORD_BYTES",
+    "INVALID_REASONS",
+    "Forecast",
+    "InvalidRecord",
+    "Reading",
+    "check_features",
+    "decode_reading",
+    "encode_reading",
+    "format_timestamp",
+    "parse_timestamp",
+]

@@ -1,0 +1,298 @@
+"""Service configuration: one frozen pydantic-settings model.
+
+Every setting can come from the environment (prefix ``SF_``, nested sections joined with
+``__``, e.g. ``SF_KAFKA__BOOTSTRAP_SERVERS``) or from a TOML/JSON config file; the
+environment wins over the file, the file wins over the defaults. An invalid value raises
+:class:`ConfigError`, whose message names the setting as the user wrote it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+ENV_PREFIX = "SF_"
+ENV_NESTED_DELIMITER = "__"
+CONFIG_FILE_ENV = "SF_CONFIG_FILE"
+
+
+class ConfigError(ValueError):
+    """A setting is missing, malformed or inconsistent; the message names it."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class KafkaSettings(_Section):
+    """Connection to the Kafka cluster, passed through to kafka-python."""
+
+    bootstrap_servers: str = Field(
+        default="127.0.0.1:9092",
+        description="Comma-separated host:port list of brokers to bootstrap from.",
+    )
+    client_id: str = Field(default="stream-forecaster", min_length=1)
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"] | None = None
+    sasl_plain_username: str | None = None
+    sasl_plain_password: SecretStr | None = None
+    ssl_cafile: Path | None = None
+    ssl_certfile: Path | None = None
+    ssl_keyfile: Path | None = None
+    ssl_password: SecretStr | None = None
+    ssl_check_hostname: bool = True
+    request_timeout_ms: int = Field(default=30_000, ge=1_000)
+
+    @field_validator("bootstrap_servers")
+    @classmethod
+    def _check_servers(cls, value: str) -> str:
+        servers = [s.strip() for s in value.split(",") if s.strip()]
+        if not servers:
+            raise ValueError("expected at least one host:port, got an empty list")
+        for server in servers:
+            host, sep, port = server.rpartition(":")
+            if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"expected host:port, got {server!r}")
+        return ",".join(servers)
+
+    @model_validator(mode="after")
+    def _check_security(self) -> KafkaSettings:
+        if self.security_protocol.startswith("SASL") and self.sasl_mechanism is None:
+            raise ValueError(
+                f"security_protocol={self.security_protocol} needs sasl_mechanism "
+                "(SF_KAFKA__SASL_MECHANISM)"
+            )
+        return self
+
+    def client_config(self) -> dict[str, Any]:
+        """Keyword arguments for kafka-python's KafkaProducer/KafkaConsumer/KafkaAdminClient."""
+        config: dict[str, Any] = {
+            "bootstrap_servers": self.bootstrap_servers.split(","),
+            "client_id": self.client_id,
+            "security_protocol": self.security_protocol,
+            "request_timeout_ms": self.request_timeout_ms,
+        }
+        optional: dict[str, Any] = {
+            "sasl_mechanism": self.sasl_mechanism,
+            "sasl_plain_username": self.sasl_plain_username,
+            "sasl_plain_password": _reveal(self.sasl_plain_password),
+            "ssl_cafile": _as_str(self.ssl_cafile),
+            "ssl_certfile": _as_str(self.ssl_certfile),
+            "ssl_keyfile": _as_str(self.ssl_keyfile),
+            "ssl_password": _reveal(self.ssl_password),
+        }
+        config.update({k: v for k, v in optional.items() if v is not None})
+        if self.security_protocol in ("SSL", "SASL_SSL"):
+            config["ssl_check_hostname"] = self.ssl_check_hostname
+        return config
+
+
+class TopicsSettings(_Section):
+    """Topic names."""
+
+    input: str = Field(default="sensor-readings", min_length=1, max_length=249)
+    output: str = Field(default="forecasts", min_length=1, max_length=249)
+    dead_letter: str = Field(default="sensor-readings-dead-letter", min_length=1, max_length=249)
+
+    @field_validator("input", "output", "dead_letter")
+    @classmethod
+    def _legal_topic(cls, value: str) -> str:
+        allowed = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+        bad = sorted(set(value) - allowed)
+        if bad or value in (".", ".."):
+            raise ValueError(
+                f"expected a Kafka topic name (letters, digits, '.', '_', '-'), got {value!r}"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _distinct(self) -> TopicsSettings:
+        names = [self.input, self.output, self.dead_letter]
+        if len(set(names)) != len(names):
+            raise ValueError(f"input, output and dead_letter topics must differ, got {names}")
+        return self
+
+
+class ModelSettings(_Section):
+    """What is forecast, and from which model."""
+
+    features: list[str] | None = Field(
+        default=None,
+        description="Input features in model order; unset means: take them from the bundle.",
+    )
+    target: str | None = Field(
+        default=None, description="Feature forecast one step ahead; unset means: from the bundle."
+    )
+    window: int = Field(default=24, ge=2, le=10_000, description="Readings per input window.")
+    path: Path = Field(
+        default=Path("models"),
+        description="Model bundle file, or registry folder whose newest bundle is served.",
+    )
+
+    @field_validator("features", mode="before")
+    @classmethod
+    def _split_features(cls, value: object) -> object:
+        # The environment gives a JSON list; a plain "a,b,c" is accepted as well.
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                try:
+                    return json.loads(text)
+                except json.JSONDecodeError as exc:
+                    raise ValueError(
+                        f'expected a JSON list such as ["a", "b"], got {value!r} ({exc.msg})'
+                    ) from None
+            return [f.strip() for f in text.split(",")] if text else []
+        return value
+
+    @field_validator("features")
+    @classmethod
+    def _check_features(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return None
+        if not value:
+            raise ValueError("expected at least one feature, got an empty list")
+        blank = [f for f in value if not f.strip()]
+        if blank:
+            raise ValueError("feature names must not be blank")
+        duplicates = sorted({f for f in value if value.count(f) > 1})
+        if duplicates:
+            raise ValueError(f"feature names must be unique, got duplicates {duplicates}")
+        return value
+
+
+class MetricsSettings(_Section):
+    """Prometheus /metrics endpoint."""
+
+    host: str = "0.0.0.0"
+    port: int = Field(default=9464, ge=1, le=65535)
+
+
+class Settings(BaseSettings):
+    """The complete configuration of a stream-forecaster process."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter=ENV_NESTED_DELIMITER,
+        frozen=True,
+        extra="ignore",
+        case_sensitive=False,
+    )
+
+    kafka: KafkaSettings = KafkaSettings()
+    topics: TopicsSettings = TopicsSettings()
+    model: ModelSettings = ModelSettings()
+    metrics: MetricsSettings = MetricsSettings()
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The config file arrives as init kwargs (see load_settings); the environment
+        # overrides it, so that one variable can adjust a shared file.
+        return env_settings, init_settings
+
+    def masked(self) -> dict[str, Any]:
+        """The effective configuration as plain JSON data, secrets replaced by ``**********``."""
+        data: dict[str, Any] = self.model_dump(mode="json")
+        return data
+
+
+def _reveal(secret: SecretStr | None) -> str | None:
+    return None if secret is None else secret.get_secret_value()
+
+
+def _as_str(path: Path | None) -> str | None:
+    return None if path is None else str(path)
+
+
+def setting_name(loc: tuple[str | int, ...]) -> str:
+    """The environment variable that sets the value at ``loc`` (``('model', 'window')``)."""
+    return ENV_PREFIX + ENV_NESTED_DELIMITER.join(str(part) for part in loc).upper()
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """Read a TOML (``.toml``) or JSON (anything else) config file into nested dicts.
+
+    Args:
+        path: the file to read.
+
+    Raises:
+        ConfigError: the file is missing, unreadable or not valid TOML/JSON.
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+    try:
+        data: Any = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(
+            f"config file {path} is not valid {path.suffix[1:] or 'JSON'}: {exc}"
+        ) from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path}: expected a table/object at the top level")
+    return data
+
+
+def load_settings(config_file: Path | None = None) -> Settings:
+    """Build the settings from the environment and, optionally, a config file.
+
+    Args:
+        config_file: TOML or JSON file with the same nested structure as the settings
+            (``[kafka] bootstrap_servers = "..."``). Defaults to ``$SF_CONFIG_FILE`` if set.
+
+    Raises:
+        ConfigError: a value is invalid; the message names the setting and what was received.
+    """
+    if config_file is None and os.environ.get(CONFIG_FILE_ENV):
+        config_file = Path(os.environ[CONFIG_FILE_ENV])
+    file_data = read_config_file(config_file) if config_file is not None else {}
+    try:
+        return Settings(**file_data)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, config_file)) from None
+
+
+def _describe(exc: ValidationError, config_file: Path | None) -> str:
+    lines = []
+    for error in exc.errors():
+        loc = tuple(error["loc"])
+        dotted = ".".join(str(p) for p in loc)
+        name = setting_name(loc)
+        origin = f" in {config_file}" if config_file and name not in os.environ else ""
+        where = f"{name} ({dotted}{origin})"
+        message = error["msg"].removeprefix("Value error, ")
+        received = error.get("input")
+        shown = "" if isinstance(received, dict) or "got" in message else f", got {received!r}"
+        lines.append(f"invalid setting {where}: {message}{shown}")
+    return "\n".join(lines)

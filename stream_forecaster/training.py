@@ -1,0 +1,246 @@
+"""Offline training of the seed LSTM on historical series.
+
+The newest ``holdout`` share of the samples (by target time) is never trained on: it is
+kept for the backtest. Of the rest, the newest ``validation`` share drives early stopping.
+One model is trained on all series together; windows never cross series.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from stream_forecaster.bundle import ModelBundle, TrainingInfo, utc_now_iso
+from stream_forecaster.dataset import DataError, Table, TableSpec, Windows, make_windows
+from stream_forecaster.model import build_model, import_keras
+from stream_forecaster.scaling import Scaling, TargetMode
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """Training knobs.
+
+    Args:
+        window: readings per input window.
+        epochs: maximum number of epochs.
+        batch_size: samples per gradient step.
+        learning_rate: Adam's learning rate.
+        patience: epochs without a better validation loss before stopping.
+        validation: share of the training period (its newest part) used for validation.
+        holdout: share of all samples (the newest) kept out of training for the backtest.
+        target_mode: the model forecasts the next ``"delta"`` of the target or its ``"level"``.
+        seed: random seed (weights, dropout, shuffling).
+    """
+
+    window: int = 24
+    epochs: int = 50
+    batch_size: int = 64
+    learning_rate: float = 1e-3
+    patience: int = 5
+    validation: float = 0.1
+    holdout: float = 0.2
+    target_mode: TargetMode = "delta"
+    seed: int = 42
+
+    def __post_init__(self) -> None:
+        checks = {
+            "window": self.window >= 2,
+            "epochs": self.epochs >= 1,
+            "batch_size": self.batch_size >= 1,
+            "learning_rate": self.learning_rate > 0,
+            "patience": self.patience >= 1,
+            "validation": 0 < self.validation < 1,
+            "holdout": 0 <= self.holdout < 1,
+        }
+        for name, ok in checks.items():
+            if not ok:
+                raise ValueError(f"invalid training option {name}={getattr(self, name)!r}")
+
+
+@dataclass(frozen=True)
+class Split:
+    """Training, validation and held-out samples, split by time."""
+
+    train: Windows
+    validation: Windows
+    holdout: Windows
+    holdout_from_ts: int | None
+
+
+def split_by_time(windows: Windows, validation: float, holdout: float) -> Split:
+    """Split samples by target time: oldest for training, then validation, newest held out.
+
+    Raises:
+        DataError: too few samples for the split.
+    """
+    if len(windows) < 10:
+        raise DataError(
+            f"expected at least 10 complete windows to train on, got {len(windows)}: "
+            "the data is shorter than the window or has too many gaps"
+        )
+    times = np.sort(windows.target_ts)
+    holdout_from: int | None = None
+    in_holdout = np.zeros(len(windows), dtype=bool)
+    if holdout > 0:
+        holdout_from = int(times[int(len(times) * (1 - holdout))])
+        in_holdout = windows.target_ts >= holdout_from
+    rest = np.sort(windows.target_ts[~in_holdout])
+    validation_from = int(rest[int(len(rest) * (1 - validation))])
+    in_validation = ~in_holdout & (windows.target_ts >= validation_from)
+    in_train = ~in_holdout & ~in_validation
+    if in_train.sum() < 1 or in_validation.sum() < 1:
+        raise DataError(f"too few samples ({len(windows)}) to split off validation data")
+    return Split(
+        train=windows.select(in_train),
+        validation=windows.select(in_validation),
+        holdout=windows.select(in_holdout),
+        holdout_from_ts=holdout_from,
+    )
+
+
+class _EpochProgress:
+    """A Keras callback that logs one line per epoch (works without a terminal)."""
+
+    def __init__(self, epochs: int, report: Callable[[str], None]) -> None:
+        self.epochs = epochs
+        self.report = report
+        self.started = 0.0
+
+    def make(self) -> Any:
+        keras = import_keras()
+        progress = self
+
+        base: Any = keras.callbacks.Callback
+
+        class Callback(base):  # type: ignore[misc]
+            def on_epoch_begin(self, epoch: int, logs: dict[str, float] | None = None) -> None:
+                progress.started = time.monotonic()
+
+            def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
+                logs = logs or {}
+                shown = " ".join(f"{k}={v:.4f}" for k, v in sorted(logs.items()))
+                elapsed = time.monotonic() - progress.started
+                progress.report(f"epoch {epoch + 1}/{progress.epochs} {shown} ({elapsed:.1f}s)")
+
+        return Callback()
+
+
+def train(
+    table: Table,
+    spec: TableSpec,
+    options: TrainOptions,
+    *,
+    source: str,
+    report: Callable[[str], None] = log.info,
+    print_summary: Callable[[str], None] | None = None,
+) -> ModelBundle:
+    """Train the seed LSTM on a table's series and bundle it.
+
+    Args:
+        table: the series, from :func:`stream_forecaster.dataset.read_table`.
+        spec: how the table was read (recorded in the bundle).
+        options: training knobs.
+        source: where the data came from, recorded in the bundle.
+        report: receives one progress line per epoch and a final summary.
+        print_summary: receives the Keras model summary, line by line.
+
+    Raises:
+        DataError: too little usable data.
+    """
+    keras = import_keras()
+    keras.utils.set_random_seed(options.seed)
+    windows = make_windows(table.series, options.window)
+    split = split_by_time(windows, options.validation, options.holdout)
+    report(
+        f"samples: {len(split.train)} train, {len(split.validation)} validation, "
+        f"{len(split.holdout)} held out for the backtest"
+    )
+    train_rows = split.train.inputs[:, -1, :]
+    scaling = Scaling.fit(
+        train_rows, split.train.targets, split.train.last_targets, options.target_mode
+    )
+
+    def xy(w: Windows) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+        x = scaling.scale_inputs(w.inputs)
+        y = scaling.scale_targets(w.targets, w.last_targets).astype(np.float32)
+        return x, y
+
+    x_train, y_train = xy(split.train)
+    x_val, y_val = xy(split.validation)
+    model = build_model(options.window, len(spec.features), learning_rate=options.learning_rate)
+    if print_summary is not None:
+        model.summary(print_fn=lambda line, *args, **kwargs: print_summary(line))
+    stopper = keras.callbacks.EarlyStopping(
+        monitor="val_loss", patience=options.patience, restore_best_weights=True
+    )
+    started = time.monotonic()
+    history = model.fit(
+        x_train,
+        y_train,
+        validation_data=(x_val, y_val),
+        epochs=options.epochs,
+        batch_size=options.batch_size,
+        shuffle=True,
+        callbacks=[stopper, _EpochProgress(options.epochs, report).make()],
+        verbose=0,
+    )
+    epochs_run = len(history.history["loss"])
+    metrics = _validation_metrics(model, scaling, split.validation)
+    report(
+        f"trained {epochs_run} epochs in {time.monotonic() - started:.0f}s; validation "
+        f"MAE {metrics['val_mae']:.4f} (persistence {metrics['val_persistence_mae']:.4f})"
+    )
+    all_ts = np.concatenate([s.ts for s in table.series])
+    info = TrainingInfo(
+        created_at=utc_now_iso(),
+        source=source,
+        table=spec.describe(),
+        series=len(table.series),
+        data_start_ts=int(all_ts.min()),
+        data_end_ts=int(all_ts.max()),
+        holdout_from_ts=split.holdout_from_ts,
+        samples={
+            "train": len(split.train),
+            "validation": len(split.validation),
+            "holdout": len(split.holdout),
+        },
+        epochs=epochs_run,
+        metrics=metrics,
+        options=asdict(options),
+    )
+    return ModelBundle.from_model(
+        model,
+        features=spec.features,
+        target=spec.target,
+        window=options.window,
+        scaling=scaling,
+        training=info,
+        categories=table.categories,
+    )
+
+
+def predict(model: Any, scaling: Scaling, windows: Windows) -> npt.NDArray[np.float64]:
+    """Forecasts in target units for raw windows (batched; for offline use)."""
+    if len(windows) == 0:
+        return np.empty(0)
+    outputs = model.predict(scaling.scale_inputs(windows.inputs), batch_size=2048, verbose=0)
+    return np.asarray(scaling.forecast(outputs[:, 0], windows.last_targets), dtype=np.float64)
+
+
+def _validation_metrics(model: Any, scaling: Scaling, validation: Windows) -> dict[str, float]:
+    forecast = predict(model, scaling, validation)
+    error = forecast - validation.targets
+    persistence = validation.last_targets - validation.targets
+    return {
+        "val_mae": float(np.abs(error).mean()),
+        "val_rmse": float(np.sqrt((error**2).mean())),
+        "val_persistence_mae": float(np.abs(persistence).mean()),
+    }
