@@ -1,0 +1,42 @@
+"""Shared fixtures: one real Kafka broker per session, and a topic factory."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.kafka_broker import LocalBroker, create_topic
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Bootstrap address of the session's broker (``SF_TEST_BOOTSTRAP``, or a local one)."""
+    external = os.environ.get("SF_TEST_BOOTSTRAP")
+    if external:
+        yield external
+        return
+    broker = LocalBroker(data_dir=tmp_path_factory.mktemp("kafka"))
+    try:
+        yield broker.start()
+    finally:
+        broker.stop()
+
+
+@pytest.fixture
+def new_topic(kafka_bootstrap: str, request: pytest.FixtureRequest) -> Callable[..., str]:
+    """Create uniquely named topics for one test: ``new_topic(partitions=3)``."""
+    prefix = re.sub(r"[^A-Za-z0-9]+", "-", request.node.name)[:60].strip("-")
+
+    def make(partitions: int = 1, **configs: str) -> str:
+        return create_topic(kafka_bootstrap, prefix, partitions, **configs)
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def beijing_csv() -> Path:
+    return Path(__file__).resolve().parents[1] / "examples" / "data" / "beijing_pm25_hourly.csv"

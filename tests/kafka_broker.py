@@ -1,0 +1,95 @@
+"""The real local Kafka broker for integration tests, and per-test topics.
+
+One broker per test session, started with ``deploy/kafka/kafka-local`` on free ports and a
+temporary data folder, and stopped at the end. When ``SF_TEST_BOOTSTRAP`` is set, that
+cluster is used instead and nothing is started.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from kafka import KafkaAdminClient
+from kafka.admin import NewTopic
+
+REPO = Path(__file__).resolve().parents[1]
+KAFKA_LOCAL = REPO / "deploy" / "kafka" / "kafka-local"
+START_TIMEOUT_S = 180
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@dataclass
+class LocalBroker:
+    """A kafka-local broker owned by the test session."""
+
+    data_dir: Path
+    port: int = field(default_factory=free_port)
+    controller_port: int = field(default_factory=free_port)
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def _env(self) -> dict[str, str]:
+        return {
+            **os.environ,
+            "KAFKA_LOCAL_PORT": str(self.port),
+            "KAFKA_LOCAL_CONTROLLER_PORT": str(self.controller_port),
+            "KAFKA_LOCAL_DATA": str(self.data_dir),
+        }
+
+    def start(self) -> str:
+        result = subprocess.run(
+            [str(KAFKA_LOCAL), "start"],
+            env=self._env(),
+            capture_output=True,
+            text=True,
+            timeout=START_TIMEOUT_S,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise RuntimeError(
+                f"kafka-local start failed ({result.returncode}):\n{result.stderr[-4000:]}"
+            )
+        return result.stdout.strip().splitlines()[-1]
+
+    def stop(self) -> None:
+        subprocess.run(
+            [str(KAFKA_LOCAL), "stop"],
+            env=self._env(),
+            timeout=60,
+            check=False,
+            capture_output=True,
+        )
+
+
+def create_topic(bootstrap: str, prefix: str, partitions: int = 1, **configs: str) -> str:
+    """Create a uniquely named topic and wait until the broker reports its leaders."""
+    name = f"{prefix}-{uuid.uuid4().hex[:10]}"
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="sf-tests")
+    try:
+        admin.create_topics(
+            [NewTopic(name, num_partitions=partitions, replication_factor=1, topic_configs=configs)]
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            described = admin.describe_topics([name])
+            parts = described[0].get("partitions") or []
+            if len(parts) == partitions and all(p.get("leader_id", -1) >= 0 for p in parts):
+                return name
+            time.sleep(0.05)  # polling the broker's metadata; there is no event to await
+        raise TimeoutError(f"topic {name} has no leaders after 30 s")
+    finally:
+        admin.close()
