@@ -1,0 +1,1 @@
+"""stream-forecaster benchmarks: `make bench` (or `python -m benchmarks`)."""

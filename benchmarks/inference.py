@@ -1,0 +1,100 @@
+"""Inference throughput of the seed LSTM (T=24, 8 features) against the arithmetic bound.
+
+Compares, at several batch sizes, forecasts per second of:
+- per-record ``model.predict`` (what hand-written consumers do: the baseline),
+- a plain eager ``model(x)`` call on the whole batch,
+- a ``tf.function`` with a fixed input signature (the compiled path serving will use),
+and relates each to the machine's float32 matmul rate measured in the same run.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from stream_forecaster.model import build_model, import_keras
+
+WINDOW = 24
+FEATURES = 8
+UNITS = 50
+BATCHES = (1, 8, 64, 256, 1024)
+FLOPS_PER_FORECAST = 2 * WINDOW * 4 * UNITS * (FEATURES + UNITS)
+
+
+def _rate(call: Callable[[], Any], items_per_call: int, seconds: float) -> float:
+    """Items per second of ``call``, after one warm-up call, for about ``seconds``."""
+    call()
+    done, started = 0, time.perf_counter()
+    while True:
+        call()
+        done += items_per_call
+        elapsed = time.perf_counter() - started
+        if elapsed >= seconds:
+            return done / elapsed
+
+
+def matmul_flops(seconds: float = 1.0) -> float:
+    """The machine's float32 matmul rate (FLOP/s) through TensorFlow, 512x512 products."""
+    import tensorflow as tf
+
+    a = tf.random.normal((512, 512))
+    b = tf.random.normal((512, 512))
+    product = tf.function(lambda: tf.linalg.matmul(a, b))
+    return _rate(lambda: product().numpy(), 2 * 512**3, seconds)
+
+
+def run(seconds: float = 1.0, report: Callable[[str], None] = print) -> str:
+    """Measure and return the results as a Markdown table."""
+    import tensorflow as tf
+
+    import_keras()
+    model = build_model(WINDOW, FEATURES, compile_model=False)
+    rng = np.random.default_rng(0)
+    flops = matmul_flops(seconds)
+    bound = flops / FLOPS_PER_FORECAST
+    report(f"float32 matmul: {flops / 1e9:.1f} GFLOP/s -> bound {bound:,.0f} forecasts/s")
+
+    compiled = tf.function(
+        lambda x: model(x, training=False),
+        input_signature=[tf.TensorSpec((None, WINDOW, FEATURES), tf.float32)],
+    )
+    one = rng.normal(size=(1, WINDOW, FEATURES)).astype(np.float32)
+    baseline = _rate(lambda: model.predict(one, verbose=0), 1, seconds)
+    report(f"per-record model.predict: {baseline:,.0f} forecasts/s")
+
+    rows = []
+    for batch in BATCHES:
+        x = rng.normal(size=(batch, WINDOW, FEATURES)).astype(np.float32)
+
+        def eager_call(x: np.ndarray = x) -> Any:
+            return model(x, training=False).numpy()
+
+        def graph_call(x: np.ndarray = x) -> Any:
+            return compiled(x).numpy()
+
+        eager = _rate(eager_call, batch, seconds)
+        graph = _rate(graph_call, batch, seconds)
+        rows.append((batch, eager, graph))
+        report(f"batch {batch:>5}: model(x) {eager:>10,.0f}/s   tf.function {graph:>10,.0f}/s")
+
+    lines = [
+        f"Seed LSTM, window {WINDOW}, {FEATURES} features; {FLOPS_PER_FORECAST:,} FLOP per "
+        f"forecast. Machine float32 matmul rate in this run: {flops / 1e9:.1f} GFLOP/s, so the "
+        f"arithmetic bound is **{bound:,.0f} forecasts/s**.",
+        "",
+        f"Baseline, per-record `model.predict`: **{baseline:,.0f} forecasts/s** "
+        f"({100 * baseline / bound:.3f}% of the bound).",
+        "",
+        "| batch | `model(x)` forecasts/s | x baseline | % of bound "
+        "| `tf.function` forecasts/s | x baseline | % of bound |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for batch, eager, graph in rows:
+        lines.append(
+            f"| {batch} | {eager:,.0f} | {eager / baseline:,.0f}x | {100 * eager / bound:.1f}% "
+            f"| {graph:,.0f} | {graph / baseline:,.0f}x | {100 * graph / bound:.1f}% |"
+        )
+    return "\n".join(lines)
