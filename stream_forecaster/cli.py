@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from stream_forecaster import __version__
 from stream_forecaster.logs import configure_logging
 from stream_forecaster.settings import CONFIG_FILE_ENV, ConfigError, Settings, load_settings
+from stream_forecaster.simulate import add_parser as add_simulate_parser
 
 if TYPE_CHECKING:
     from stream_forecaster.dataset import TableSpec
@@ -74,8 +75,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     config.set_defaults(handler=_cmd_config)
 
+    serve = sub.add_parser(
+        "serve",
+        parents=[common],
+        help="consume readings, forecast one step ahead per key, publish forecasts",
+        description="Consume readings from SF_TOPICS__INPUT, keep a rolling window per series "
+        "key, run the LSTM in one batched call per poll for every key whose window is full, "
+        "publish forecasts to SF_TOPICS__OUTPUT and bad records to SF_TOPICS__DEAD_LETTER, "
+        "then commit offsets (SF_PROCESSING__GUARANTEE=exactly_once: in one transaction). "
+        "Serves /metrics, /healthz and /readyz on SF_METRICS__PORT. Waits for a model bundle "
+        "at SF_MODEL__PATH if there is none yet. SIGTERM or Ctrl-C: finish the batch in "
+        "flight, commit, leave the group, exit.",
+        formatter_class=_Formatter,
+    )
+    serve.set_defaults(handler=_cmd_serve)
+
     _add_train_parser(sub, common)
     _add_backtest_parser(sub, common)
+    add_simulate_parser(sub, common)
     return parser
 
 
@@ -253,6 +270,28 @@ def _csv_list(text: str) -> list[str]:
 def _cmd_config(args: argparse.Namespace, settings: Settings) -> int:
     print(json.dumps(settings.masked(), indent=2))
     return 0
+
+
+def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    import signal
+    import threading
+
+    from prometheus_client import REGISTRY
+
+    from stream_forecaster.metrics import ServiceMetrics
+    from stream_forecaster.service import ForecastService
+
+    stop = threading.Event()
+
+    def request_stop(signum: int, _frame: object) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt  # a second signal: stop now
+        log.info("%s received: finishing the batch in flight", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    return ForecastService(settings, ServiceMetrics(REGISTRY), stop).run()
 
 
 def _cmd_train(args: argparse.Namespace, settings: Settings) -> int:

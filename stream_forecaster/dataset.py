@@ -168,7 +168,7 @@ def read_table(path: Path, spec: TableSpec) -> Table:
         if header is None:
             raise DataError(f"{path} is empty: expected a header line")
         columns = _column_indexes(path, header, spec)
-        rows = list(reader)
+        rows = [row for row in reader if any(cell.strip() for cell in row)]  # no blank lines
     if not rows:
         raise DataError(f"{path} has a header but no rows")
 

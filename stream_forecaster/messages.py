@@ -140,7 +140,9 @@ def parse_timestamp(raw: object) -> int:
 
 def format_timestamp(ts_ms: int) -> str:
     """RFC 3339 UTC rendering of epoch milliseconds, for logs and plots."""
-    return datetime.fromtimestamp(ts_ms / 1000, tz=UTC).isoformat().replace("+00:00", "Z")
+    moment = datetime.fromtimestamp(ts_ms / 1000, tz=UTC)
+    spec = "milliseconds" if ts_ms % 1000 else "seconds"
+    return moment.isoformat(timespec=spec).replace("+00:00", "Z")
 
 
 def decode_reading(

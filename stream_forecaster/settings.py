@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -179,11 +180,58 @@ class ModelSettings(_Section):
         return value
 
 
+class ProcessingSettings(_Section):
+    """How records are consumed, batched and committed."""
+
+    guarantee: Literal["at_least_once", "exactly_once"] = Field(
+        default="at_least_once",
+        description="at_least_once: commit offsets after forecasts are flushed; exactly_once: "
+        "forecasts, dead letters and offsets in one Kafka transaction.",
+    )
+    group_id: str = Field(default="stream-forecaster", min_length=1)
+    transactional_id: str | None = Field(
+        default=None,
+        description="exactly_once only; stable per instance (default: <group_id>-<hostname>).",
+    )
+    max_batch: int = Field(default=1024, ge=1, le=100_000, description="Records per poll.")
+    max_wait_ms: int = Field(
+        default=20, ge=0, le=60_000, description="Longest wait for a poll to fill."
+    )
+    max_record_bytes: int = Field(default=64 * 1024, ge=64, le=16 * 1024 * 1024)
+    shutdown_timeout_s: float = Field(default=8.0, gt=0, le=300)
+    model_poll_s: float = Field(
+        default=5.0, gt=0, le=3600, description="How often to look for a (new) model bundle."
+    )
+
+
+class WindowSettings(_Section):
+    """Per-key windows and their time rules."""
+
+    interval_ms: int | None = Field(
+        default=None, ge=1, description="Sampling interval; unset means: learned per key."
+    )
+    max_gap: float = Field(
+        default=3.0, gt=1, description="A step longer than this many intervals is a gap."
+    )
+    gap_policy: Literal["reset", "fill"] = Field(
+        default="reset", description="On a gap: start the window afresh, or fill forward."
+    )
+    late_tolerance_ms: int = Field(
+        default=0,
+        ge=0,
+        description="Older than the newest reading by at most this much: counted as "
+        "out_of_order rather than late. Both are dropped.",
+    )
+    key_ttl_s: float = Field(
+        default=24 * 3600.0, gt=0, description="Keys idle this long are evicted."
+    )
+
+
 class MetricsSettings(_Section):
     """Prometheus /metrics endpoint."""
 
     host: str = "0.0.0.0"
-    port: int = Field(default=9464, ge=1, le=65535)
+    port: int = Field(default=9464, ge=0, le=65535, description="0 picks a free port.")
 
 
 class Settings(BaseSettings):
@@ -200,6 +248,8 @@ class Settings(BaseSettings):
     kafka: KafkaSettings = KafkaSettings()
     topics: TopicsSettings = TopicsSettings()
     model: ModelSettings = ModelSettings()
+    processing: ProcessingSettings = ProcessingSettings()
+    windows: WindowSettings = WindowSettings()
     metrics: MetricsSettings = MetricsSettings()
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
@@ -276,11 +326,28 @@ def load_settings(config_file: Path | None = None) -> Settings:
     """
     if config_file is None and os.environ.get(CONFIG_FILE_ENV):
         config_file = Path(os.environ[CONFIG_FILE_ENV])
+    _check_sections(os.environ)
     file_data = read_config_file(config_file) if config_file is not None else {}
     try:
         return Settings(**file_data)
     except ValidationError as exc:
         raise ConfigError(_describe(exc, config_file)) from None
+
+
+def _check_sections(environ: Mapping[str, str]) -> None:
+    """A variable ``SF_<SECTION>__<NAME>`` must name a known section (typos fail loudly)."""
+    sections = {
+        name.upper()
+        for name, f in Settings.model_fields.items()
+        if isinstance(f.default, BaseModel)
+    }
+    for name in environ:
+        head, sep, _ = name.upper().removeprefix(ENV_PREFIX).partition(ENV_NESTED_DELIMITER)
+        if name.upper().startswith(ENV_PREFIX) and sep and head not in sections:
+            raise ConfigError(
+                f"invalid setting {name}: no section {head.lower()!r}; expected one of "
+                f"{sorted(s.lower() for s in sections)}"
+            )
 
 
 def _describe(exc: ValidationError, config_file: Path | None) -> str:

@@ -46,6 +46,12 @@ def test_missing_configured_column_is_named(two_keys: Path) -> None:
         read_table(two_keys, spec(time_column="when"))
 
 
+def test_blank_lines_are_skipped(tmp_path: Path) -> None:
+    path = tmp_path / "blank.csv"
+    path.write_text("ts,x,y\n0,1,2\n\n1,2,3\n\n")
+    assert read_table(path, spec()).rows == 2
+
+
 def test_text_in_numeric_column_names_column_and_line(tmp_path: Path) -> None:
     path = write_csv(tmp_path / "t.csv", "ts,x,y", ["0,1,2", "1,1,2", "2,warm,2"])
     with pytest.raises(

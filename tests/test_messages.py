@@ -140,3 +140,4 @@ def test_forecast_refuses_non_finite_values() -> None:
 
 def test_format_timestamp() -> None:
     assert format_timestamp(1_700_000_000_000) == "2023-11-14T22:13:20Z"
+    assert format_timestamp(1_700_000_000_047) == "2023-11-14T22:13:20.047Z"

@@ -68,6 +68,7 @@ def test_settings_are_frozen() -> None:
         ("SF_TOPICS__INPUT", "bad topic!", "Kafka topic name"),
         ("SF_KAFKA__SECURITY_PROTOCOL", "TLS", "PLAINTEXT"),
         ("SF_MODEL__WINDOWS", "12", "Extra inputs"),
+        ("SF_MODLE__PATH", "/x", "no section 'modle'"),
     ],
 )
 def test_invalid_value_names_the_setting(

@@ -1,116 +1,171 @@
 """`make run`: the main job end to end on this machine.
 
-Today (Foundation): starts the local Kafka broker (unless SF_KAFKA__BOOTSTRAP_SERVERS names
-another cluster), creates the topics, trains the bootstrap model on the bundled Beijing
-data if models/ holds none, and backtests it. The streaming forecaster (`serve`) and the
-sensor feed (`simulate`) join here as they land.
+1. Kafka: the local broker (deploy/kafka/kafka-local), unless SF_KAFKA__BOOTSTRAP_SERVERS
+   names another cluster.
+2. The topics (input, output, dead letter), if missing.
+3. The bootstrap model: trained on the bundled Beijing PM2.5 data if the model folder
+   holds none. `serve` starts at once and waits for it ("not ready, no model loaded").
+4. `serve`, and `simulate` replaying the Beijing data as several stations.
+5. `watch`, the live console, in the foreground. Ctrl-C stops everything cleanly (and the
+   local broker, if this run started it).
+
+Logs of the background processes go to .run/*.log.
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 KAFKA_LOCAL = REPO / "deploy" / "kafka" / "kafka-local"
 BEIJING = REPO / "examples" / "data" / "beijing_pm25_hourly.csv"
-MODELS = REPO / "models"
-RUN_DIR = REPO / ".run"
 CLI = [sys.executable, "-m", "stream_forecaster"]
+FEATURES = "pm2.5,DEWP,TEMP,PRES,cbwd,Iws,Is,Ir"
 
 
 def say(message: str) -> None:
-    print(f"\n==> {message}", flush=True)
+    print(f"==> {message}", flush=True)
 
 
-def ensure_kafka() -> str:
+def kafka_running() -> bool:
+    status = subprocess.run([str(KAFKA_LOCAL), "status"], capture_output=True, check=False)
+    return status.returncode == 0
+
+
+def ensure_kafka() -> tuple[str, bool]:
+    """The bootstrap address, and whether this run started the broker."""
     external = os.environ.get("SF_KAFKA__BOOTSTRAP_SERVERS")
     if external:
         say(f"using the Kafka cluster at {external}")
-        return external
+        return external, False
+    was_running = kafka_running()
     say("starting the local Kafka broker (deploy/kafka/kafka-local)")
     out = subprocess.run([str(KAFKA_LOCAL), "start"], check=True, stdout=subprocess.PIPE, text=True)
-    return out.stdout.strip().splitlines()[-1]
+    return out.stdout.strip().splitlines()[-1], not was_running
 
 
-def ensure_topics(bootstrap: str) -> None:
+def ensure_topics(env: dict[str, str]) -> None:
     from kafka import KafkaAdminClient
     from kafka.admin import NewTopic
     from kafka.errors import TopicAlreadyExistsError
 
+    os.environ.update(env)
     from stream_forecaster.settings import load_settings
 
     settings = load_settings()
-    names = [settings.topics.input, settings.topics.output, settings.topics.dead_letter]
-    admin = KafkaAdminClient(**{**settings.kafka.client_config(), "bootstrap_servers": bootstrap})
+    wanted = {settings.topics.input: 3, settings.topics.output: 3, settings.topics.dead_letter: 1}
+    admin = KafkaAdminClient(**settings.kafka.client_config())
     try:
         existing = set(admin.list_topics())
-        new = [
-            NewTopic(n, num_partitions=3, replication_factor=1) for n in names if n not in existing
-        ]
+        new = [NewTopic(n, p, 1) for n, p in wanted.items() if n not in existing]
         if new:
             with contextlib.suppress(TopicAlreadyExistsError):
                 admin.create_topics(new)
-        say(f"topics ready: {', '.join(names)}")
+        say(f"topics ready: {', '.join(wanted)}")
     finally:
         admin.close()
 
 
-def ensure_model() -> Path:
-    bundles = sorted(MODELS.glob("*.sfmodel"))
-    if bundles:
-        say(f"using the model bundle {bundles[-1].relative_to(REPO)}")
-        return bundles[-1]
-    say("training the bootstrap model on the Beijing PM2.5 data (a few minutes on 2 cores)")
-    MODELS.mkdir(exist_ok=True)
-    subprocess.run(
-        [
-            *CLI,
-            "train",
-            "--csv",
-            str(BEIJING),
-            "--time-parts",
-            "year,month,day,hour",
-            "--features",
-            "pm2.5,DEWP,TEMP,PRES,cbwd,Iws,Is,Ir",
-            "--categorical",
-            "cbwd",
-            "--target",
-            "pm2.5",
-            "--name",
-            "beijing-pm25",
-            "--out",
-            str(MODELS),
-        ],
-        check=True,
-    )
-    return sorted(MODELS.glob("*.sfmodel"))[-1]
+def start(name: str, args: list[str], env: dict[str, str], logs: Path) -> subprocess.Popen[bytes]:
+    log = (logs / f"{name}.log").open("ab")
+    say(f"starting {name} (log: {(logs / f'{name}.log').relative_to(REPO)})")
+    return subprocess.Popen([*CLI, *args], env=env, stdout=log, stderr=subprocess.STDOUT)
 
 
 def main() -> int:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    bootstrap = ensure_kafka()
-    ensure_topics(bootstrap)
-    bundle = ensure_model()
-    RUN_DIR.mkdir(exist_ok=True)
-    say("backtesting it on the held-out last 20% of the data")
-    subprocess.run(
-        [
-            *CLI,
-            "backtest",
-            "--csv",
-            str(BEIJING),
-            "--model",
-            str(bundle),
-            "--out",
-            str(RUN_DIR / "backtest.png"),
-        ],
-        check=True,
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
-    say(f"done. Kafka stays up at {bootstrap} (make kafka-stop stops it).")
+    parser.add_argument("--models", type=Path, default=REPO / "models", help="model folder")
+    parser.add_argument("--stations", type=int, default=8, help="simulated stations (keys)")
+    parser.add_argument("--rate", type=float, default=40.0, help="readings per second in all")
+    parser.add_argument("--epochs", type=int, default=12, help="bootstrap model's max epochs")
+    parser.add_argument("--duration", type=float, help="stop after this many seconds")
+    args = parser.parse_args()
+
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "SF_MODEL__PATH": str(args.models)}
+    logs = REPO / ".run"
+    logs.mkdir(exist_ok=True)
+    bootstrap, started_kafka = ensure_kafka()
+    env["SF_KAFKA__BOOTSTRAP_SERVERS"] = bootstrap
+    ensure_topics(env)
+    args.models.mkdir(parents=True, exist_ok=True)
+
+    children: list[subprocess.Popen[bytes]] = []
+    try:
+        if not sorted(args.models.glob("*.sfmodel")):
+            say(
+                "no model yet: training the bootstrap model on the Beijing PM2.5 data in the "
+                "background; serve forecasts as soon as it is written"
+            )
+            children.append(
+                start(
+                    "train",
+                    [
+                        "train",
+                        "--csv",
+                        str(BEIJING),
+                        "--features",
+                        FEATURES,
+                        "--categorical",
+                        "cbwd",
+                        "--target",
+                        "pm2.5",
+                        "--name",
+                        "beijing-pm25",
+                        "--epochs",
+                        str(args.epochs),
+                        "--out",
+                        str(args.models),
+                    ],
+                    env,
+                    logs,
+                )
+            )
+        children.append(start("serve", ["serve"], env, logs))
+        children.append(
+            start(
+                "simulate",
+                [
+                    "simulate",
+                    "--source",
+                    "beijing",
+                    "--keys",
+                    str(args.stations),
+                    "--rate",
+                    str(args.rate),
+                    "--loop",
+                ],
+                env,
+                logs,
+            )
+        )
+        say("live view (Ctrl-C stops everything)")
+        watch = [*CLI, "watch"] + (["--duration", str(args.duration)] if args.duration else [])
+        subprocess.run(watch, env=env, check=False)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        say("stopping")
+        for child in reversed(children):
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 15
+        for child in children:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                child.wait(timeout=max(0.1, deadline - time.monotonic()))
+            if child.poll() is None:
+                child.kill()
+        if started_kafka:
+            subprocess.run([str(KAFKA_LOCAL), "stop"], check=False)
+    say("stopped")
     return 0
 
 
@@ -120,5 +175,3 @@ if __name__ == "__main__":
     except subprocess.CalledProcessError as exc:
         print(f"run: step failed: {' '.join(map(str, exc.cmd))}", file=sys.stderr)
         raise SystemExit(exc.returncode) from None
-    except KeyboardInterrupt:
-        raise SystemExit(130) from None

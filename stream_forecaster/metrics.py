@@ -1,0 +1,140 @@
+"""Prometheus metrics of the forecaster, on an injectable registry.
+
+Names carry their unit and counters end in ``_total``, as Prometheus recommends. Each test
+builds its own :class:`~prometheus_client.CollectorRegistry` and reads values back with
+``registry.get_sample_value(...)``.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+#: Latency buckets in seconds: 1 ms .. 60 s.
+LATENCY_BUCKETS = (
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+)  # fmt: skip
+#: Inference buckets in seconds: 50 µs .. 5 s.
+INFERENCE_BUCKETS = (
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0,
+)  # fmt: skip
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192)
+
+
+class ServiceMetrics:
+    """Every metric ``serve`` exports.
+
+    Args:
+        registry: where to register them (a fresh one per test; the default one in serve).
+    """
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        r = registry
+        self.records = Counter("sf_records", "Input records consumed.", ["topic"], registry=r)
+        self.records_invalid = Counter(
+            "sf_records_invalid",
+            "Input records rejected and sent to the dead-letter topic, by reason.",
+            ["reason"],
+            registry=r,
+        )
+        self.readings_ignored = Counter(
+            "sf_readings_ignored",
+            "Valid readings not added to a window, by time rule (duplicate, out_of_order, late).",
+            ["rule"],
+            registry=r,
+        )
+        self.window_gaps = Counter(
+            "sf_window_gaps",
+            "Gaps longer than max_gap intervals, by action taken (reset, fill).",
+            ["action"],
+            registry=r,
+        )
+        self.forecasts = Counter(
+            "sf_forecasts", "Forecasts published to the output topic.", registry=r
+        )
+        self.forecasts_non_finite = Counter(
+            "sf_forecasts_non_finite",
+            "Forecasts not published because the model returned NaN or infinity.",
+            registry=r,
+        )
+        self.dead_letters_failed = Counter(
+            "sf_dead_letter_failures",
+            "Dead letters that could not be published.",
+            registry=r,
+        )
+        self.active_keys = Gauge(
+            "sf_active_keys", "Series keys with a window in memory.", registry=r
+        )
+        self.keys_evicted = Counter(
+            "sf_keys_evicted",
+            "Series keys evicted after being idle longer than the TTL.",
+            registry=r,
+        )
+        self.batch_size = Histogram(
+            "sf_batch_size_windows",
+            "Windows per batched inference call.",
+            buckets=BATCH_BUCKETS,
+            registry=r,
+        )
+        self.inference_seconds = Histogram(
+            "sf_inference_seconds",
+            "Duration of one batched inference call.",
+            buckets=INFERENCE_BUCKETS,
+            registry=r,
+        )
+        self.batch_seconds = Histogram(
+            "sf_batch_processing_seconds",
+            "Duration of one poll's processing: decode, windows, inference, publish, commit.",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.end_to_end_seconds = Histogram(
+            "sf_end_to_end_latency_seconds",
+            "From the input record's Kafka timestamp to its forecast acknowledged by Kafka.",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.consumer_lag = Gauge(
+            "sf_consumer_lag_records",
+            "Records between the consumer's position and the partition's end.",
+            ["topic", "partition"],
+            registry=r,
+        )
+        self.assigned_partitions = Gauge(
+            "sf_assigned_partitions", "Input partitions assigned to this instance.", registry=r
+        )
+        self.model_info = Gauge(
+            "sf_model_info",
+            "The model being served (value 1), by name and version.",
+            ["name", "version"],
+            registry=r,
+        )
+        self.model_loaded = Gauge(
+            "sf_model_loaded",
+            "1 when a model is loaded and forecasts are made, else 0.",
+            registry=r,
+        )
+        self.model_load_failures = Counter(
+            "sf_model_load_failures",
+            "Model bundles that could not be loaded (damaged, incompatible).",
+            registry=r,
+        )
+        self.commits = Counter(
+            "sf_commits", "Offset commits (or committed transactions).", registry=r
+        )
+        self.commit_failures = Counter(
+            "sf_commit_failures",
+            "Offset commits or transactions that failed (their records are redelivered).",
+            registry=r,
+        )
+        self.last_poll_timestamp = Gauge(
+            "sf_last_poll_timestamp_seconds",
+            "Unix time of the last poll of the input topic.",
+            registry=r,
+        )
+
+    def set_model(self, name: str, version: str) -> None:
+        """Record the model now served (only one model_info series is 1)."""
+        self.model_info.clear()
+        self.model_info.labels(name=name, version=version).set(1)
+        self.model_loaded.set(1)

@@ -1,0 +1,212 @@
+"""One poll's worth of records in, forecasts and dead letters out: the pure processing step.
+
+Top to bottom, for each record of a batch: decode and validate -> update the key's window
+-> if the window is ready, queue it; then ONE batched inference call for all queued
+windows -> forecast records. No Kafka client in here: the service sends what this
+returns and commits the offsets it reports.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from stream_forecaster.dead_letter import dead_letter
+from stream_forecaster.engine import InferenceEngine
+from stream_forecaster.messages import Forecast, InvalidRecord, check_features, decode_reading
+from stream_forecaster.metrics import ServiceMetrics
+from stream_forecaster.records import InputRecord, OutputRecord
+from stream_forecaster.settings import Settings
+from stream_forecaster.windows import WindowStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class BatchOutput:
+    """What one batch produced.
+
+    Args:
+        forecasts: forecast records, in input order.
+        dead_letters: rejected input records, in input order.
+        offsets: per (topic, partition), the next offset to commit.
+    """
+
+    forecasts: list[OutputRecord] = field(default_factory=list)
+    dead_letters: list[OutputRecord] = field(default_factory=list)
+    offsets: dict[tuple[str, int], int] = field(default_factory=dict)
+
+
+@dataclass
+class _Pending:
+    key: str
+    window_end_ts: int
+    forecast_ts: int
+    source_timestamp_ms: int
+
+
+class BatchProcessor:
+    """Turns batches of input records into forecasts, keeping the windows of every key.
+
+    Args:
+        settings: the service settings (topics, windows, limits).
+        metrics: where to count what happens.
+        clock: monotonic seconds (injectable for tests).
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        metrics: ServiceMetrics,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.clock = clock
+        self.engine: InferenceEngine | None = None
+        self.store: WindowStore | None = None
+
+    def use_engine(self, engine: InferenceEngine) -> None:
+        """Serve with ``engine`` from the next batch on.
+
+        Windows are kept when the new model reads the same features and window length;
+        otherwise they start afresh (and the change is logged).
+        """
+        same_shape = (
+            self.engine is not None
+            and self.engine.features == engine.features
+            and self.engine.window == engine.window
+        )
+        self.engine = engine
+        if same_shape and self.store is not None:
+            return
+        if self.store is not None and len(self.store):
+            log.warning(
+                "model %s reads different features or window length: %d windows start afresh",
+                engine.version,
+                len(self.store),
+            )
+        w = self.settings.windows
+        self.store = WindowStore(
+            engine.window,
+            len(engine.features),
+            interval_ms=w.interval_ms,
+            max_gap=w.max_gap,
+            gap_policy=w.gap_policy,
+            late_tolerance_ms=w.late_tolerance_ms,
+        )
+        self.metrics.active_keys.set(0)
+
+    def process(self, records: Sequence[InputRecord]) -> BatchOutput:
+        """Process one batch; see the module docstring for the order of things.
+
+        Raises:
+            RuntimeError: no engine set yet (the service waits for a model first).
+        """
+        if self.engine is None or self.store is None:
+            raise RuntimeError("no model loaded: call use_engine() first")
+        engine, store = self.engine, self.store
+        features = engine.features
+        topics = self.settings.topics
+        max_bytes = self.settings.processing.max_record_bytes
+        now = self.clock()
+        out = BatchOutput()
+        pending: list[_Pending] = []
+        windows: list[npt.NDArray[np.float32]] = []
+        for record in records:
+            out.offsets[(record.topic, record.partition)] = record.offset + 1
+            self.metrics.records.labels(topic=record.topic).inc()
+            try:
+                reading = decode_reading(record.key, record.value, max_bytes=max_bytes)
+                check_features(reading, features, where=f"{reading.key}@offset {record.offset}")
+            except InvalidRecord as error:
+                self.metrics.records_invalid.labels(reason=error.reason).inc()
+                out.dead_letters.append(dead_letter(record, error, topics.dead_letter))
+                continue
+            row = np.fromiter(
+                (math.nan if (v := reading.values[f]) is None else v for f in features),
+                dtype=np.float32,
+                count=len(features),
+            )
+            update = store.update(reading.key, reading.ts, row, now)
+            if update.outcome != "appended":
+                self.metrics.readings_ignored.labels(rule=update.outcome).inc()
+                continue
+            if update.gap != "none":
+                self.metrics.window_gaps.labels(action=update.gap).inc()
+            if update.ready:
+                windows.append(store.window_of(update.slot))
+                pending.append(
+                    _Pending(
+                        key=reading.key,
+                        window_end_ts=reading.ts,
+                        forecast_ts=reading.ts + store.interval(update.slot),
+                        source_timestamp_ms=record.timestamp,
+                    )
+                )
+        if pending:
+            out.forecasts = self._forecast(engine, pending, np.stack(windows))
+        self.metrics.active_keys.set(len(store))
+        return out
+
+    def _forecast(
+        self,
+        engine: InferenceEngine,
+        pending: list[_Pending],
+        windows: npt.NDArray[np.float32],
+    ) -> list[OutputRecord]:
+        started = time.perf_counter()
+        values = engine.forecast(windows)
+        self.metrics.inference_seconds.observe(time.perf_counter() - started)
+        self.metrics.batch_size.observe(len(pending))
+        target = engine.bundle.manifest.target
+        topic = self.settings.topics.output
+        records = []
+        for item, value in zip(pending, values.tolist(), strict=True):
+            if not math.isfinite(value):
+                self.metrics.forecasts_non_finite.inc()
+                log.warning(
+                    "model %s gave a non-finite forecast for %s@%d; not published",
+                    engine.version,
+                    item.key,
+                    item.window_end_ts,
+                )
+                continue
+            forecast = Forecast(
+                key=item.key,
+                ts=item.forecast_ts,
+                target=target,
+                forecast=value,
+                model_version=engine.version,
+                window_end_ts=item.window_end_ts,
+            )
+            records.append(
+                OutputRecord(
+                    topic=topic,
+                    key=item.key.encode(),
+                    value=forecast.to_json_bytes(),
+                    source_timestamp_ms=item.source_timestamp_ms,
+                )
+            )
+        return records
+
+    def evict_idle(self) -> int:
+        """Evict keys idle longer than the TTL; returns how many."""
+        if self.store is None:
+            return 0
+        evicted = self.store.evict_idle(self.clock(), self.settings.windows.key_ttl_s)
+        if evicted:
+            self.metrics.keys_evicted.inc(len(evicted))
+            self.metrics.active_keys.set(len(self.store))
+            log.info(
+                "evicted %d keys idle for more than %.0fs",
+                len(evicted),
+                self.settings.windows.key_ttl_s,
+            )
+        return len(evicted)

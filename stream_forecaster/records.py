@@ -1,0 +1,43 @@
+"""The shapes of Kafka records as the pipeline sees them, independent of the client."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+class InputRecord(Protocol):
+    """What the pipeline reads of a consumed record (kafka-python's ConsumerRecord fits)."""
+
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def timestamp(self) -> int: ...
+    @property
+    def key(self) -> bytes | None: ...
+    @property
+    def value(self) -> bytes | None: ...
+
+
+@dataclass(frozen=True)
+class OutputRecord:
+    """A record to produce.
+
+    Args:
+        topic: where it goes.
+        key: record key bytes.
+        value: record value bytes.
+        headers: Kafka headers.
+        source_timestamp_ms: the Kafka timestamp of the input record it answers, for the
+            end-to-end latency metric.
+    """
+
+    topic: str
+    key: bytes | None
+    value: bytes | None
+    headers: list[tuple[str, bytes]] = field(default_factory=list)
+    source_timestamp_ms: int | None = None

@@ -1,0 +1,265 @@
+"""Rolling windows per series key, in preallocated numpy ring buffers.
+
+All keys share one float32 array of shape ``(capacity, window, n_features)``; a key owns
+one slot of it, plus a few scalars in parallel arrays. Memory per key is bounded and
+known (:meth:`WindowStore.bytes_per_key`); capacity doubles when the slots run out and
+slots of evicted keys are reused.
+
+Time rules, applied to each reading of a key against that key's newest reading:
+
+- same timestamp: ``duplicate``, ignored (a replay after a crash cannot corrupt a window);
+- older: dropped, as ``out_of_order`` when within ``late_tolerance_ms`` of the newest, else
+  as ``late``;
+- newer by more than ``max_gap`` sampling intervals: a gap; the window is reset
+  (``gap_policy="reset"``) or the missing steps are filled with the last reading
+  (``"fill"``);
+- a missing (NaN) feature is filled forward from the key's previous reading; a window is
+  ready only when every value in it is known.
+
+The sampling interval is the configured one, or learned per key as the median of its last
+eight steps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Final, Literal
+
+import numpy as np
+import numpy.typing as npt
+
+Outcome = Literal["appended", "duplicate", "out_of_order", "late"]
+GapAction = Literal["none", "reset", "fill"]
+
+_STEPS_KEPT: Final = 8
+_INITIAL_CAPACITY: Final = 64
+
+
+@dataclass(frozen=True)
+class Update:
+    """What one reading did to its key's window.
+
+    Args:
+        outcome: ``appended``, or why the reading was ignored.
+        gap: ``reset`` or ``fill`` when the reading came after a gap, else ``none``.
+        ready: the window is full and complete: a forecast can be made from it now.
+        slot: the key's slot in the store.
+        new_key: the reading created the key.
+    """
+
+    outcome: Outcome
+    gap: GapAction
+    ready: bool
+    slot: int
+    new_key: bool
+
+
+class WindowStore:
+    """Windows of many series keys.
+
+    Args:
+        window: readings per window.
+        n_features: features per reading.
+        interval_ms: the sampling interval; ``None`` learns it per key.
+        max_gap: a step longer than this many intervals is a gap.
+        gap_policy: ``"reset"`` the window on a gap, or ``"fill"`` the missing steps.
+        late_tolerance_ms: older readings within this of the newest count as out of order.
+    """
+
+    def __init__(
+        self,
+        window: int,
+        n_features: int,
+        *,
+        interval_ms: int | None = None,
+        max_gap: float = 3.0,
+        gap_policy: Literal["reset", "fill"] = "reset",
+        late_tolerance_ms: int = 0,
+        capacity: int = _INITIAL_CAPACITY,
+    ) -> None:
+        if window < 1 or n_features < 1:
+            raise ValueError(f"expected window and n_features >= 1, got {window}, {n_features}")
+        self.window = window
+        self.n_features = n_features
+        self.interval_ms = interval_ms
+        self.max_gap = max_gap
+        self.gap_policy = gap_policy
+        self.late_tolerance_ms = late_tolerance_ms
+        self._slots: dict[str, int] = {}
+        self._keys: list[str | None] = []
+        self._free: list[int] = []
+        self._allocate(max(1, capacity))
+
+    # -- storage ---------------------------------------------------------------------------
+
+    def _allocate(self, capacity: int) -> None:
+        """Create the arrays, or grow them to ``capacity`` slots keeping their contents."""
+        old = len(self._keys)
+
+        def grown(name: str, shape: tuple[int, ...], dtype: type, fill: float) -> npt.NDArray[Any]:
+            array: npt.NDArray[Any] = np.full((capacity, *shape), fill, dtype=dtype)
+            if old:
+                array[:old] = getattr(self, name)
+            return array
+
+        self._values = grown("_values", (self.window, self.n_features), np.float32, np.nan)
+        self._head = grown("_head", (), np.int64, 0)
+        self._rows = grown("_rows", (), np.int64, 0)
+        self._last_nan_row = grown("_last_nan_row", (), np.int64, -1)
+        self._newest_ts = grown("_newest_ts", (), np.int64, 0)
+        self._steps = grown("_steps", (_STEPS_KEPT,), np.int64, 0)
+        self._n_steps = grown("_n_steps", (), np.int64, 0)
+        self._last_seen = grown("_last_seen", (), np.float64, 0.0)
+        self._keys.extend([None] * (capacity - old))
+        self._free.extend(range(capacity - 1, old - 1, -1))
+
+    @property
+    def capacity(self) -> int:
+        return len(self._keys)
+
+    def __len__(self) -> int:
+        return len(self._slots)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._slots
+
+    def keys(self) -> list[str]:
+        return list(self._slots)
+
+    def bytes_per_key(self) -> int:
+        """Bytes of numpy storage per slot (the dict entry and key string come on top)."""
+        arrays = (
+            self._values,
+            self._head,
+            self._rows,
+            self._last_nan_row,
+            self._newest_ts,
+            self._steps,
+            self._n_steps,
+            self._last_seen,
+        )
+        return sum(a.nbytes for a in arrays) // self.capacity
+
+    def _slot_for(self, key: str) -> tuple[int, bool]:
+        slot = self._slots.get(key)
+        if slot is not None:
+            return slot, False
+        if not self._free:
+            self._allocate(self.capacity * 2)
+        slot = self._free.pop()
+        self._slots[key] = slot
+        self._keys[slot] = key
+        self._clear(slot)
+        return slot, True
+
+    def _clear(self, slot: int) -> None:
+        self._head[slot] = 0
+        self._rows[slot] = 0
+        self._last_nan_row[slot] = -1
+        self._newest_ts[slot] = 0
+        self._n_steps[slot] = 0
+
+    # -- updates ---------------------------------------------------------------------------
+
+    def update(self, key: str, ts: int, row: npt.NDArray[np.float32], now: float) -> Update:
+        """Apply one reading.
+
+        Args:
+            key: the series key.
+            ts: the reading's time, epoch milliseconds.
+            row: the feature values in model order, NaN where missing; shape ``(n_features,)``.
+            now: the current (monotonic) time in seconds, for idle-key eviction.
+        """
+        slot, new_key = self._slot_for(key)
+        self._last_seen[slot] = now
+        gap: GapAction = "none"
+        if self._rows[slot] > 0:
+            newest = int(self._newest_ts[slot])
+            if ts == newest:
+                return Update("duplicate", gap, self.is_ready(slot), slot, new_key)
+            if ts < newest:
+                outcome: Outcome = (
+                    "out_of_order" if newest - ts <= self.late_tolerance_ms else "late"
+                )
+                return Update(outcome, gap, self.is_ready(slot), slot, new_key)
+            step = ts - newest
+            interval = self.interval(slot)
+            if interval and step > self.max_gap * interval:
+                gap = self.gap_policy
+                if gap == "reset":  # the learned interval stays: it belongs to the sensor
+                    self._rows[slot] = 0
+                    self._head[slot] = 0
+                    self._last_nan_row[slot] = -1
+                else:
+                    missing = min(round(step / interval) - 1, self.window)
+                    last = self._values[slot, (self._head[slot] - 1) % self.window].copy()
+                    for _ in range(max(missing, 0)):
+                        self._append(slot, last)
+            else:
+                self._learn_step(slot, step)
+        if np.isnan(row).any() and self._rows[slot] > 0:
+            previous = self._values[slot, (self._head[slot] - 1) % self.window]
+            row = np.where(np.isnan(row), previous, row).astype(np.float32)
+        self._append(slot, row)
+        self._newest_ts[slot] = ts
+        return Update("appended", gap, self.is_ready(slot), slot, new_key)
+
+    def _append(self, slot: int, row: npt.NDArray[np.float32]) -> None:
+        head = int(self._head[slot])
+        self._values[slot, head] = row
+        if np.isnan(row).any():
+            self._last_nan_row[slot] = self._rows[slot]
+        self._head[slot] = (head + 1) % self.window
+        self._rows[slot] += 1
+
+    def _learn_step(self, slot: int, step: int) -> None:
+        n = int(self._n_steps[slot])
+        self._steps[slot, n % _STEPS_KEPT] = step
+        self._n_steps[slot] = n + 1
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def is_ready(self, slot: int) -> bool:
+        """The window holds ``window`` readings, every value known."""
+        rows = int(self._rows[slot])
+        return rows >= self.window and int(self._last_nan_row[slot]) < rows - self.window
+
+    def interval(self, slot: int) -> int:
+        """The key's sampling interval in ms (configured, or learned; 0 while unknown)."""
+        if self.interval_ms is not None:
+            return self.interval_ms
+        n = min(int(self._n_steps[slot]), _STEPS_KEPT)
+        return int(np.median(self._steps[slot, :n])) if n else 0
+
+    def newest_ts(self, slot: int) -> int:
+        return int(self._newest_ts[slot])
+
+    def window_of(self, slot: int) -> npt.NDArray[np.float32]:
+        """The key's window, oldest reading first, shape ``(window, n_features)`` (a copy)."""
+        order = (self._head[slot] + np.arange(self.window)) % self.window
+        window: npt.NDArray[np.float32] = self._values[slot, order]
+        return window
+
+    def slot_of(self, key: str) -> int | None:
+        return self._slots.get(key)
+
+    # -- forgetting ------------------------------------------------------------------------
+
+    def drop(self, key: str) -> bool:
+        """Forget a key; returns whether it was there."""
+        slot = self._slots.pop(key, None)
+        if slot is None:
+            return False
+        self._keys[slot] = None
+        self._clear(slot)
+        self._free.append(slot)
+        return True
+
+    def evict_idle(self, now: float, ttl_s: float) -> list[str]:
+        """Forget keys not updated for more than ``ttl_s`` seconds; returns their names."""
+        used = np.fromiter((k is not None for k in self._keys), dtype=bool, count=self.capacity)
+        idle = np.flatnonzero(used & (self._last_seen < now - ttl_s))
+        evicted = [k for k in (self._keys[int(s)] for s in idle) if k is not None]
+        for key in evicted:
+            self.drop(key)
+        return evicted

@@ -1,0 +1,120 @@
+"""The batch processor with fake records: what comes out for what goes in."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+from prometheus_client import CollectorRegistry
+
+from stream_forecaster.engine import InferenceEngine
+from stream_forecaster.messages import encode_reading
+from stream_forecaster.metrics import ServiceMetrics
+from stream_forecaster.pipeline import BatchProcessor
+from stream_forecaster.settings import Settings
+from tests.bundles import untrained_bundle
+
+HOUR = 3_600_000
+
+
+@dataclass(frozen=True)
+class Record:
+    topic: str
+    partition: int
+    offset: int
+    timestamp: int
+    key: bytes | None
+    value: bytes | None
+
+
+@pytest.fixture(scope="module")
+def engine() -> InferenceEngine:
+    return InferenceEngine(untrained_bundle(window=3), max_batch=64)
+
+
+@pytest.fixture
+def registry() -> CollectorRegistry:
+    return CollectorRegistry()
+
+
+@pytest.fixture
+def processor(engine: InferenceEngine, registry: CollectorRegistry) -> BatchProcessor:
+    p = BatchProcessor(Settings(), ServiceMetrics(registry), clock=lambda: 0.0)
+    p.use_engine(engine)
+    return p
+
+
+def reading(key: str, i: int, offset: int, partition: int = 0) -> Record:
+    k, v = encode_reading(key, i * HOUR, {"t": 10.0 + i, "rh": 20.0 + i, "p": 30.0 - i})
+    return Record("in", partition, offset, 1_700_000_000_000 + i, k, v)
+
+
+def test_one_forecast_per_reading_once_the_window_is_full(
+    processor: BatchProcessor, engine: InferenceEngine, registry: CollectorRegistry
+) -> None:
+    records = [reading(k, i, offset=2 * i + j) for i in range(5) for j, k in enumerate("ab")]
+    out = processor.process(records)
+
+    assert [r.key for r in out.forecasts] == [b"a", b"b"] * 3
+    first = json.loads(out.forecasts[0].value or b"")
+    assert first["key"] == "a"
+    assert first["window_end_ts"] == 2 * HOUR
+    assert first["ts"] == 3 * HOUR  # newest reading + the learned interval
+    assert first["model_version"] == engine.version
+    window = np.array([[10 + i, 20 + i, 30 - i] for i in range(3)], dtype=np.float32)
+    assert first["forecast"] == pytest.approx(float(engine.forecast(window[None])[0]), rel=1e-6)
+    assert out.offsets == {("in", 0): 10}
+    assert out.dead_letters == []
+    assert registry.get_sample_value("sf_records_total", {"topic": "in"}) == 10
+    assert registry.get_sample_value("sf_batch_size_windows_count") == 1  # one inference call
+    assert registry.get_sample_value("sf_batch_size_windows_sum") == 6
+    assert registry.get_sample_value("sf_active_keys") == 2
+
+
+def test_bad_records_become_dead_letters_with_original_bytes(
+    processor: BatchProcessor, registry: CollectorRegistry
+) -> None:
+    bad = [
+        Record("in", 1, 7, 5, b"a", b"{oops"),
+        Record("in", 1, 8, 5, b"a", b'{"ts": 1, "values": {"t": 1, "rh": 2}}'),
+    ]
+    out = processor.process([reading("a", 0, 6, partition=1), *bad])
+
+    assert [d.value for d in out.dead_letters] == [b"{oops", bad[1].value]
+    assert [d.key for d in out.dead_letters] == [b"a", b"a"]
+    headers = dict(out.dead_letters[1].headers)
+    assert headers["sf.reason"] == b"missing_feature"
+    assert b"expected 3 features, got 2 in record a@offset 8" in headers["sf.detail"]
+    assert headers["sf.source.topic"] == b"in"
+    assert headers["sf.source.partition"] == b"1"
+    assert headers["sf.source.offset"] == b"8"
+    assert out.dead_letters[0].topic == "sensor-readings-dead-letter"
+    assert out.offsets == {("in", 1): 9}
+    assert registry.get_sample_value("sf_records_invalid_total", {"reason": "not_json"}) == 1
+
+
+def test_time_rules_are_counted(processor: BatchProcessor, registry: CollectorRegistry) -> None:
+    records = [reading("a", i, i) for i in range(3)]
+    records += [reading("a", 2, 3), reading("a", 1, 4)]  # a repeat, then an older one
+    out = processor.process(records)
+    assert len(out.forecasts) == 1
+    assert registry.get_sample_value("sf_readings_ignored_total", {"rule": "duplicate"}) == 1
+    assert registry.get_sample_value("sf_readings_ignored_total", {"rule": "late"}) == 1
+
+
+def test_a_new_model_with_the_same_shape_keeps_the_windows(
+    processor: BatchProcessor,
+) -> None:
+    processor.process([reading("a", i, i) for i in range(3)])
+    processor.use_engine(InferenceEngine(untrained_bundle(window=3, seed=9)))
+    out = processor.process([reading("a", 3, 3)])
+    assert len(out.forecasts) == 1  # no re-warm
+
+
+def test_a_model_with_another_window_starts_afresh(processor: BatchProcessor) -> None:
+    processor.process([reading("a", i, i) for i in range(3)])
+    processor.use_engine(InferenceEngine(untrained_bundle(window=2)))
+    assert processor.process([reading("a", 3, 3)]).forecasts == []
+    assert len(processor.process([reading("a", 4, 4)]).forecasts) == 1

@@ -1,0 +1,168 @@
+"""Per-key windows: ring-buffer order, time rules, filling, readiness, eviction."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from stream_forecaster.windows import WindowStore
+
+MIN = 60_000
+
+
+def row(*values: float) -> np.ndarray:
+    return np.asarray(values, dtype=np.float32)
+
+
+def feed(store: WindowStore, key: str, n: int, start: int = 0, step: int = MIN) -> None:
+    for i in range(n):
+        store.update(key, start + i * step, row(float(start // step + i), 0.0), now=0.0)
+
+
+def test_window_is_ready_after_window_readings_and_ordered_oldest_first() -> None:
+    store = WindowStore(window=3, n_features=2)
+    results = [store.update("k", i * MIN, row(i, 10 * i), now=0.0) for i in range(5)]
+
+    assert [r.ready for r in results] == [False, False, True, True, True]
+    assert results[0].new_key and not results[1].new_key
+    np.testing.assert_array_equal(store.window_of(results[-1].slot), [[2, 20], [3, 30], [4, 40]])
+    assert store.newest_ts(results[-1].slot) == 4 * MIN
+    assert store.interval(results[-1].slot) == MIN
+
+
+def test_keys_do_not_share_windows() -> None:
+    store = WindowStore(window=2, n_features=2)
+    feed(store, "a", 3)
+    feed(store, "b", 3, start=100 * MIN)
+    a, b = store.slot_of("a"), store.slot_of("b")
+    assert a is not None and b is not None
+    np.testing.assert_array_equal(store.window_of(a)[:, 0], [1, 2])
+    np.testing.assert_array_equal(store.window_of(b)[:, 0], [101, 102])
+
+
+def test_repeated_timestamp_is_a_duplicate_and_changes_nothing() -> None:
+    store = WindowStore(window=2, n_features=2)
+    feed(store, "k", 3)
+    slot = store.slot_of("k")
+    assert slot is not None
+    before = store.window_of(slot)
+    result = store.update("k", 2 * MIN, row(99, 99), now=0.0)
+    assert result.outcome == "duplicate"
+    np.testing.assert_array_equal(store.window_of(slot), before)
+
+
+def test_older_reading_is_dropped_as_out_of_order_or_late() -> None:
+    store = WindowStore(window=2, n_features=2, late_tolerance_ms=30_000)
+    feed(store, "k", 3)
+    assert store.update("k", 2 * MIN - 10_000, row(1, 1), now=0.0).outcome == "out_of_order"
+    assert store.update("k", MIN, row(1, 1), now=0.0).outcome == "late"
+    slot = store.slot_of("k")
+    assert slot is not None
+    np.testing.assert_array_equal(store.window_of(slot)[:, 0], [1, 2])
+
+
+def test_gap_resets_the_window() -> None:
+    store = WindowStore(window=3, n_features=2, max_gap=3)
+    feed(store, "k", 4)
+    result = store.update("k", 3 * MIN + 10 * MIN, row(50, 0), now=0.0)
+    assert result.gap == "reset"
+    assert not result.ready
+    follow = [store.update("k", (14 + i) * MIN, row(51 + i, 0), now=0.0) for i in range(2)]
+    assert [f.ready for f in follow] == [False, True]
+    np.testing.assert_array_equal(store.window_of(result.slot)[:, 0], [50, 51, 52])
+
+
+def test_gap_is_filled_when_so_configured() -> None:
+    store = WindowStore(window=4, n_features=2, max_gap=2, gap_policy="fill")
+    feed(store, "k", 2)  # values 0, 1 at 0 and 1 min
+    result = store.update("k", 5 * MIN, row(5, 0), now=0.0)  # 2, 3, 4 missing
+    assert result.gap == "fill"
+    assert result.ready
+    np.testing.assert_array_equal(store.window_of(result.slot)[:, 0], [1, 1, 1, 5])
+
+
+def test_steps_within_max_gap_are_not_gaps() -> None:
+    store = WindowStore(window=3, n_features=2, max_gap=3)
+    feed(store, "k", 3)
+    result = store.update("k", 2 * MIN + 3 * MIN, row(9, 0), now=0.0)
+    assert result.gap == "none"
+    assert result.ready
+
+
+def test_missing_values_fill_forward_and_unknown_values_block_readiness() -> None:
+    store = WindowStore(window=2, n_features=2)
+    nan = float("nan")
+    r0 = store.update("k", 0, row(1, nan), now=0.0)
+    r1 = store.update("k", MIN, row(2, nan), now=0.0)
+    r2 = store.update("k", 2 * MIN, row(nan, 7), now=0.0)
+    r3 = store.update("k", 3 * MIN, row(4, nan), now=0.0)
+    assert [r.ready for r in (r0, r1, r2, r3)] == [False, False, False, True]
+    np.testing.assert_array_equal(store.window_of(r3.slot), [[2, 7], [4, 7]])
+
+
+def test_configured_interval_wins_over_learned() -> None:
+    store = WindowStore(window=2, n_features=2, interval_ms=1000, max_gap=3)
+    store.update("k", 0, row(0, 0), now=0.0)
+    assert store.update("k", 5000, row(0, 0), now=0.0).gap == "reset"
+    assert store.interval(store.slot_of("k") or 0) == 1000
+
+
+def test_learned_interval_is_the_median_of_recent_steps() -> None:
+    store = WindowStore(window=2, n_features=2, max_gap=100)
+    for i, ts in enumerate([0, 60, 120, 181, 240, 300, 420]):
+        store.update("k", ts * 1000, row(i, 0), now=0.0)
+    assert store.interval(store.slot_of("k") or 0) == 60_000
+
+
+def test_idle_keys_are_evicted_and_slots_reused() -> None:
+    store = WindowStore(window=2, n_features=2, capacity=2)
+    store.update("old", 0, row(1, 1), now=0.0)
+    store.update("new", 0, row(1, 1), now=100.0)
+    assert store.evict_idle(now=150.0, ttl_s=60) == ["old"]
+    assert store.keys() == ["new"]
+    slot = store.update("third", 0, row(1, 1), now=150.0).slot
+    assert store.capacity == 2  # the freed slot was reused
+    assert not store.is_ready(slot)
+
+
+def test_capacity_grows_and_memory_per_key_is_bounded() -> None:
+    store = WindowStore(window=24, n_features=8, capacity=4)
+    for k in range(100):
+        for i in range(25):
+            store.update(f"k{k}", i * MIN, np.full(8, i, dtype=np.float32), now=0.0)
+    assert len(store) == 100
+    assert store.capacity == 128
+    assert all(store.is_ready(store.slot_of(f"k{k}") or 0) for k in range(100))
+    assert store.bytes_per_key() == 24 * 8 * 4 + 8 * 8 + 6 * 8
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    steps=st.lists(st.integers(-3, 3), min_size=1, max_size=60),
+    window=st.integers(1, 6),
+)
+def test_window_matches_a_naive_reference(steps: list[int], window: int) -> None:
+    """Against a list-based model of the rules (no gaps: max_gap is huge)."""
+    store = WindowStore(window=window, n_features=1, max_gap=1e9)
+    kept: list[tuple[int, float]] = []
+    ts = 1000
+    for i, step in enumerate(steps):
+        ts = max(0, ts + step)
+        result = store.update("k", ts, row(float(i)), now=0.0)
+        if kept and ts <= kept[-1][0]:
+            assert result.outcome != "appended"
+            continue
+        assert result.outcome == "appended"
+        kept.append((ts, float(i)))
+        assert result.ready == (len(kept) >= window)
+        if result.ready:
+            expected = [v for _, v in kept[-window:]]
+            np.testing.assert_array_equal(store.window_of(result.slot)[:, 0], expected)
+
+
+@pytest.mark.parametrize(("window", "features"), [(0, 1), (1, 0)])
+def test_rejects_empty_shapes(window: int, features: int) -> None:
+    with pytest.raises(ValueError, match="expected window"):
+        WindowStore(window=window, n_features=features)
