@@ -56,7 +56,8 @@ class _Assignment(ConsumerRebalanceListener):  # type: ignore[misc]
     def on_partitions_revoked(self, revoked: Any) -> None:
         self.partitions -= set(revoked)
         for tp in revoked:
-            self.metrics.consumer_lag.remove(tp.topic, str(tp.partition))
+            with contextlib.suppress(KeyError):  # no lag measured for it yet
+                self.metrics.consumer_lag.remove(tp.topic, str(tp.partition))
         self.metrics.assigned_partitions.set(len(self.partitions))
         log.info("partitions revoked: %s", _names(revoked))
 
@@ -234,7 +235,10 @@ class ForecastService:
         futures = [self._send(producer, r, forecast=True) for r in out.forecasts]
         futures += [self._send(producer, r, forecast=False) for r in out.dead_letters]
         if flush:
-            producer.flush(timeout=self.settings.kafka.request_timeout_ms / 1000)
+            try:
+                producer.flush(timeout=self.settings.kafka.request_timeout_ms / 1000)
+            except KafkaError as exc:
+                raise PublishError(f"flushing {len(futures)} records failed: {exc!r}") from exc
             failed = [f.exception for f in futures if f.failed()]
             if failed or not all(f.is_done for f in futures):
                 raise PublishError(
