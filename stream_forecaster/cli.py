@@ -19,6 +19,7 @@ from stream_forecaster import __version__
 from stream_forecaster.logs import configure_logging
 from stream_forecaster.settings import CONFIG_FILE_ENV, ConfigError, Settings, load_settings
 from stream_forecaster.simulate import add_parser as add_simulate_parser
+from stream_forecaster.watch import add_parser as add_watch_parser
 
 if TYPE_CHECKING:
     from stream_forecaster.dataset import TableSpec
@@ -93,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train_parser(sub, common)
     _add_backtest_parser(sub, common)
     add_simulate_parser(sub, common)
+    add_watch_parser(sub, common)
     return parser
 
 
