@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from stream_forecaster import __version__
+from stream_forecaster.arguments import csv_list
 from stream_forecaster.logs import configure_logging
 from stream_forecaster.settings import CONFIG_FILE_ENV, ConfigError, Settings, load_settings
 from stream_forecaster.simulate import add_parser as add_simulate_parser
@@ -87,6 +88,16 @@ def build_parser() -> argparse.ArgumentParser:
         "Serves /metrics, /healthz and /readyz on SF_METRICS__PORT. Waits for a model bundle "
         "at SF_MODEL__PATH if there is none yet. SIGTERM or Ctrl-C: finish the batch in "
         "flight, commit, leave the group, exit.",
+        epilog="main settings (environment or --config file; `stream-forecaster config` shows "
+        "them all):\n"
+        "  SF_KAFKA__BOOTSTRAP_SERVERS, SF_KAFKA__SECURITY_PROTOCOL, SF_KAFKA__SASL_*\n"
+        "  SF_TOPICS__INPUT, SF_TOPICS__OUTPUT, SF_TOPICS__DEAD_LETTER\n"
+        "  SF_MODEL__PATH (bundle file or folder), SF_MODEL__FEATURES, SF_MODEL__TARGET\n"
+        "  SF_PROCESSING__GUARANTEE (at_least_once|exactly_once), SF_PROCESSING__GROUP_ID,\n"
+        "  SF_PROCESSING__MAX_BATCH, SF_PROCESSING__MAX_WAIT_MS, SF_PROCESSING__TRANSACTIONAL_ID\n"
+        "  SF_WINDOWS__INTERVAL_MS, SF_WINDOWS__MAX_GAP, SF_WINDOWS__GAP_POLICY,\n"
+        "  SF_WINDOWS__LATE_TOLERANCE_MS, SF_WINDOWS__KEY_TTL_S\n"
+        "  SF_METRICS__HOST, SF_METRICS__PORT",
         formatter_class=_Formatter,
     )
     serve.set_defaults(handler=_cmd_serve)
@@ -121,7 +132,7 @@ def _add_table_arguments(parser: argparse.ArgumentParser) -> None:
     table.add_argument(
         "--time-parts",
         metavar="COLS",
-        type=_csv_list,
+        type=csv_list,
         help="columns that make up the time, e.g. year,month,day,hour "
         "(default when no time column is found and these four exist)",
     )
@@ -156,7 +167,7 @@ def _add_train_parser(
     model = train.add_argument_group("the model")
     model.add_argument(
         "--features",
-        type=_csv_list,
+        type=csv_list,
         metavar="A,B,C",
         help="feature columns in model order (default: SF_MODEL__FEATURES)",
     )
@@ -168,7 +179,7 @@ def _add_train_parser(
     )
     model.add_argument(
         "--categorical",
-        type=_csv_list,
+        type=csv_list,
         default=[],
         metavar="A,B",
         help="feature columns holding categories (text), encoded as codes",
@@ -257,13 +268,6 @@ def _add_backtest_parser(
         "--json", type=Path, metavar="FILE", help="also write the figures as JSON"
     )
     backtest.set_defaults(handler=_cmd_backtest)
-
-
-def _csv_list(text: str) -> list[str]:
-    items = [t.strip() for t in text.split(",") if t.strip()]
-    if not items:
-        raise argparse.ArgumentTypeError(f"expected a comma-separated list, got {text!r}")
-    return items
 
 
 # -- commands --------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 import numpy as np
 import numpy.typing as npt
 
+from stream_forecaster.arguments import csv_list
 from stream_forecaster.dataset import (
     Table,
     TableSpec,
@@ -530,13 +531,6 @@ def _checked(convert: Callable[[str], _N], what: str, ok: Callable[[_N], bool]) 
     return parse
 
 
-def _names(text: str) -> list[str]:
-    items = [t.strip() for t in text.split(",") if t.strip()]
-    if not items:
-        raise argparse.ArgumentTypeError(f"expected a comma-separated list, got {text!r}")
-    return items
-
-
 def add_parser(
     sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
 ) -> None:
@@ -590,7 +584,7 @@ def add_parser(
     )
     data(
         "--features",
-        type=_names,
+        type=csv_list,
         metavar="A,B,C",
         help="csv: feature columns (default: SF_MODEL__FEATURES, else the bundle's); "
         "synthetic: feature names (default value,aux)",
@@ -609,14 +603,14 @@ def add_parser(
     )
     data(
         "--time-parts",
-        type=_names,
+        type=csv_list,
         metavar="COLS",
         help="csv: columns that make up the time, e.g. year,month,day,hour (default "
         "when no time column is found and these four exist)",
     )
     data(
         "--categorical",
-        type=_names,
+        type=csv_list,
         metavar="A,B",
         help="csv: text columns sent as category codes, in the bundle's order, else "
         "sorted (default: the bundle's categorical features)",

@@ -39,7 +39,18 @@ def small_beijing(beijing_csv: Path, tmp_path_factory: pytest.TempPathFactory) -
 @pytest.mark.parametrize(
     ("command", "expected"),
     [
-        ((), ["config", "train", "backtest", "SF_KAFKA__BOOTSTRAP_SERVERS"]),
+        (
+            (),
+            [
+                "config",
+                "serve",
+                "train",
+                "backtest",
+                "simulate",
+                "watch",
+                "SF_KAFKA__BOOTSTRAP_SERVERS",
+            ],
+        ),
         (("config",), ["--config", "secrets masked"]),
         (
             ("train",),
@@ -60,6 +71,19 @@ def small_beijing(beijing_csv: Path, tmp_path_factory: pytest.TempPathFactory) -
             ],
         ),
         (("backtest",), ["--csv", "--model", "--out", "--tail", "persistence"]),
+        (
+            ("serve",),
+            [
+                "SF_TOPICS__DEAD_LETTER",
+                "exactly_once",
+                "/readyz",
+                "SIGTERM",
+                "SF_WINDOWS__MAX_GAP",
+                "SF_PROCESSING__MAX_BATCH",
+            ],
+        ),
+        (("simulate",), ["--source", "--keys", "--rate", "--speedup", "--loop", "--bad-ratio"]),
+        (("watch",), ["--metrics-url", "--interval", "--forecasts", "--duration"]),
     ],
 )
 def test_help_explains_the_options(command: tuple[str, ...], expected: list[str]) -> None:
