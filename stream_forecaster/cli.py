@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING
 
 from stream_forecaster import __version__
 from stream_forecaster.arguments import csv_list
+from stream_forecaster.console import add_parser as add_watch_parser
 from stream_forecaster.logs import configure_logging
 from stream_forecaster.settings import CONFIG_FILE_ENV, ConfigError, Settings, load_settings
 from stream_forecaster.simulate import add_parser as add_simulate_parser
-from stream_forecaster.watch import add_parser as add_watch_parser
 
 if TYPE_CHECKING:
     from stream_forecaster.dataset import TableSpec

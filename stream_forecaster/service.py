@@ -153,6 +153,10 @@ class ForecastService:
             producer.init_transactions()
             log.info("exactly_once: transactional id %s", transactional_id(settings))
         consumer = make_consumer(settings)
+        if not self._wait_for_topic(consumer, settings.topics.input):
+            consumer.close(autocommit=False)
+            producer.close(timeout=3)
+            return 0
         consumer.subscribe([settings.topics.input], listener=self.assignment)
         log.info(
             "serving %s -> %s (dead letters: %s), group %s, %s",
@@ -196,6 +200,23 @@ class ForecastService:
             producer.close(timeout=3)
         log.info("stopped")
         return status
+
+    def _wait_for_topic(self, consumer: Any, topic: str) -> bool:
+        """Wait until the broker knows the input topic, so that the first group join sees
+        its partitions; False if asked to stop first."""
+        warned = False
+        while not self.stop.is_set():
+            self._alive_at = time.monotonic()
+            try:
+                if consumer.partitions_for_topic(topic):
+                    return True
+            except KafkaError as exc:
+                log.debug("metadata for %s not available yet: %s", topic, exc)
+            if not warned:
+                log.warning("input topic %s not found; waiting for it to be created", topic)
+                warned = True
+            self.stop.wait(1.0)
+        return False
 
     # -- one batch -------------------------------------------------------------------------
 

@@ -17,10 +17,11 @@ def keras_forecast(bundle, windows: np.ndarray) -> np.ndarray:  # type: ignore[n
     return np.asarray(scaling.forecast(outputs, windows[:, -1, 0].astype(np.float64)))
 
 
-@pytest.mark.parametrize("batch", [1, 3, 8, 100, 257])
-def test_engine_equals_keras_model(batch: int) -> None:
+@pytest.mark.parametrize("jit_compile", [True, False])
+@pytest.mark.parametrize("batch", [1, 3, 100, 257])
+def test_engine_equals_keras_model(batch: int, jit_compile: bool) -> None:
     bundle = untrained_bundle(window=6)
-    engine = InferenceEngine(bundle, max_batch=256)
+    engine = InferenceEngine(bundle, max_batch=8, jit_compile=jit_compile)
     rng = np.random.default_rng(batch)
     windows = (rng.normal(size=(batch, 6, 3)) * [2, 3, 4] + [10, 20, 30]).astype(np.float32)
 
@@ -32,7 +33,7 @@ def test_engine_equals_keras_model(batch: int) -> None:
 
 
 def test_batch_results_do_not_depend_on_batch_neighbours() -> None:
-    engine = InferenceEngine(untrained_bundle(window=4))
+    engine = InferenceEngine(untrained_bundle(window=4), max_batch=8)
     windows = np.random.default_rng(1).normal(10, 2, size=(5, 4, 3)).astype(np.float32)
     together = engine.forecast(windows)
     alone = np.concatenate([engine.forecast(windows[i : i + 1]) for i in range(5)])
@@ -49,7 +50,7 @@ def test_one_compiled_call_per_batch_no_retracing() -> None:
 
 
 def test_wrong_window_shape_is_refused() -> None:
-    engine = InferenceEngine(untrained_bundle(window=4))
+    engine = InferenceEngine(untrained_bundle(window=4), max_batch=8)
     with pytest.raises(ValueError, match=r"expected windows of shape \(batch, \(4, 3\)\), got"):
         engine.forecast(np.zeros((2, 5, 3), dtype=np.float32))
 

@@ -86,7 +86,7 @@ def main() -> int:
     parser.add_argument("--models", type=Path, default=REPO / "models", help="model folder")
     parser.add_argument("--stations", type=int, default=8, help="simulated stations (keys)")
     parser.add_argument("--rate", type=float, default=40.0, help="readings per second in all")
-    parser.add_argument("--epochs", type=int, default=12, help="bootstrap model's max epochs")
+    parser.add_argument("--epochs", type=int, default=8, help="bootstrap model's max epochs")
     parser.add_argument("--duration", type=float, help="stop after this many seconds")
     args = parser.parse_args()
 
