@@ -28,6 +28,10 @@ def make_consumer(settings: Settings, **overrides: Any) -> KafkaConsumer:
         "max_poll_records": p.max_batch,
         "fetch_max_wait_ms": max(1, p.max_wait_ms),
         "max_partition_fetch_bytes": max(1024 * 1024, p.max_record_bytes * 4),
+        # Also the rebalance timeout: how long a rebalance may wait for a member that does
+        # not rejoin. A batch takes well under a second, so 30 s is ample, and a stuck
+        # rebalance cannot hold the group for the default 5 minutes.
+        "max_poll_interval_ms": 30_000,
     }
     config.update(overrides)
     return KafkaConsumer(**config)

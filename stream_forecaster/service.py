@@ -170,9 +170,11 @@ class ForecastService:
         next_lag = next_evict = next_model = time.monotonic()
         try:
             while not self.stop.is_set():
+                # While no partition is assigned (joining, rebalancing) there is nothing to
+                # be quick for: longer polls give the group protocol room to finish.
+                wait_ms = settings.processing.max_wait_ms if self.assignment.partitions else 200
                 polled = consumer.poll(
-                    timeout_ms=settings.processing.max_wait_ms or 1,
-                    max_records=settings.processing.max_batch,
+                    timeout_ms=wait_ms or 1, max_records=settings.processing.max_batch
                 )
                 now = time.monotonic()
                 self._alive_at = self._polled_at = now
