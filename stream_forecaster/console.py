@@ -28,6 +28,7 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from stream_forecaster.arguments import positive_float
 from stream_forecaster.messages import Forecast, format_timestamp
 from stream_forecaster.settings import Settings
 
@@ -435,16 +436,6 @@ def run_command(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _positive(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not 0 < value < math.inf:
-        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
-    return value
-
-
 def add_parser(
     sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
 ) -> None:
@@ -477,14 +468,14 @@ def add_parser(
     )
     arg(
         "--interval",
-        type=_positive,
+        type=positive_float,
         default=1.0,
         metavar="S",
         help="seconds between refreshes; rates and quantiles cover the last interval (default 1)",
     )
     arg(
         "--forecasts",
-        type=lambda t: round(_positive(t)) or 1,
+        type=lambda t: round(positive_float(t)) or 1,
         default=8,
         metavar="N",
         help="how many of the latest forecasts on SF_TOPICS__OUTPUT to show (default 8)",
@@ -492,7 +483,7 @@ def add_parser(
     arg("--no-forecasts", action="store_true", help="do not read the output topic")
     arg(
         "--duration",
-        type=_positive,
+        type=positive_float,
         metavar="S",
         help="stop after S seconds (default: run until Ctrl-C or SIGTERM)",
     )

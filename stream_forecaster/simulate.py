@@ -20,12 +20,12 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
 import numpy.typing as npt
 
-from stream_forecaster.arguments import csv_list
+from stream_forecaster.arguments import checked, csv_list, positive_float
 from stream_forecaster.dataset import (
     Table,
     TableSpec,
@@ -80,7 +80,6 @@ _ONLY_FOR: Final = {
 
 Reading = tuple[str, int, dict[str, float | None]]
 _Series = tuple[str, npt.NDArray[np.int64], npt.NDArray[np.float64]]
-_N = TypeVar("_N", int, float)
 
 
 @dataclass(frozen=True)
@@ -516,21 +515,6 @@ cleanly and flush), 1 when sends failed, 2 for bad options, settings or data.
 """
 
 
-def _checked(convert: Callable[[str], _N], what: str, ok: Callable[[_N], bool]) -> Any:
-    """An argparse type: ``convert``, then ``ok``; the error says what was expected."""
-
-    def parse(text: str) -> _N:
-        try:
-            value = convert(text)
-        except ValueError:
-            value = None
-        if value is None or not ok(value):
-            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
-        return value
-
-    return parse
-
-
 def add_parser(
     sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
 ) -> None:
@@ -543,8 +527,8 @@ def add_parser(
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    count = _checked(int, "a whole number >= 1", lambda v: v >= 1)
-    positive = _checked(float, "a number > 0", lambda v: v > 0)
+    count = checked(int, "a whole number >= 1", lambda v: v >= 1)
+    positive = positive_float
     data = p.add_argument_group("the data").add_argument
     data(
         "--source",
@@ -570,7 +554,7 @@ def add_parser(
     )
     data(
         "--shift-hours",
-        type=_checked(int, "a whole number >= 0", lambda v: v >= 0),
+        type=checked(int, "a whole number >= 0", lambda v: v >= 0),
         metavar="H",
         help="beijing: station k sends the values of k*H rows (hours) later, wrapping "
         "around, at the same times as station 0 (default 168, a week)",
@@ -658,7 +642,7 @@ def add_parser(
     records = p.add_argument_group("the records")
     records.add_argument(
         "--bad-ratio",
-        type=_checked(float, "a share in [0, 1]", lambda v: 0 <= v <= 1),
+        type=checked(float, "a share in [0, 1]", lambda v: 0 <= v <= 1),
         default=0.0,
         metavar="P",
         help="replace this share of records, spread evenly, by malformed ones (14 kinds "

@@ -40,3 +40,18 @@ def new_topic(kafka_bootstrap: str, request: pytest.FixtureRequest) -> Callable[
 @pytest.fixture(scope="session")
 def beijing_csv() -> Path:
     return Path(__file__).resolve().parents[1] / "examples" / "data" / "beijing_pm25_hourly.csv"
+
+
+@pytest.fixture(scope="session")
+def beijing_head(
+    beijing_csv: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Callable[[int], Path]:
+    """``beijing_head(n)``: a CSV of the first ``n`` hours of the Beijing file."""
+    lines = beijing_csv.read_text().splitlines()
+
+    def make(hours: int) -> Path:
+        path = tmp_path_factory.mktemp("data") / f"beijing_first_{hours}h.csv"
+        path.write_text("\n".join(lines[: hours + 1]) + "\n")
+        return path
+
+    return make

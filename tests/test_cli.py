@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -28,12 +29,9 @@ def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
 
 
 @pytest.fixture(scope="module")
-def small_beijing(beijing_csv: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def small_beijing(beijing_head: Callable[[int], Path]) -> Path:
     """The first 2,000 hours of the Beijing file (enough to train for a few epochs)."""
-    lines = beijing_csv.read_text().splitlines()[:2001]
-    path = tmp_path_factory.mktemp("data") / "beijing_small.csv"
-    path.write_text("\n".join(lines) + "\n")
-    return path
+    return beijing_head(2000)
 
 
 @pytest.mark.parametrize(

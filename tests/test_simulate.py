@@ -64,12 +64,9 @@ def settings(tmp_path: Path) -> Settings:
 
 
 @pytest.fixture(scope="module")
-def small_beijing(beijing_csv: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def small_beijing(beijing_head: Callable[[int], Path]) -> Path:
     """The first 700 hours of Beijing: 24 hours of NA pm2.5 first, more NA from hour 546."""
-    lines = beijing_csv.read_text().splitlines()[:701]
-    path = tmp_path_factory.mktemp("data") / "beijing_small.csv"
-    path.write_text("\n".join(lines) + "\n")
-    return path
+    return beijing_head(700)
 
 
 def raw_rows(path: Path) -> list[tuple[int, dict[str, float | None]]]:
