@@ -118,4 +118,14 @@ def run(seconds: float = 1.0, report: Callable[[str], None] = print) -> str:
     for batch, rates in rows:
         cells = [f"{r:,.0f} ({r / baseline:,.0f}x, {100 * r / bound:.1f}%)" for r in rates]
         lines.append(f"| {batch} | " + " | ".join(cells) + " |")
+    served = {batch: rates[-1] for batch, rates in rows}
+    checks = [
+        ("engine at batch 256 >= 40% of the bound", 100 * served[256] / bound, 40.0, "%"),
+        ("engine at batch 1 >= 10,000 forecasts/s", served[1], 10_000.0, "/s"),
+        ("engine at batch 256 >= 5,000x per-record predict", served[256] / baseline, 5_000.0, "x"),
+    ]
+    lines += ["", "Targets (issue #7), in this run:", ""]
+    for name, value, target, unit in checks:
+        verdict = "met" if value >= target else f"missed by {100 * (1 - value / target):.0f}%"
+        lines.append(f"- {name}: {value:,.1f}{unit}, {verdict}")
     return "\n".join(lines)
