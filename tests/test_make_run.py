@@ -47,6 +47,7 @@ def test_run_shows_forecasts_within_two_minutes_and_stops_cleanly(
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        start_new_session=True,  # its own process group: a failed test can stop all of it
     )
     lines: list[str] = []
     first_forecast = threading.Event()
@@ -68,8 +69,9 @@ def test_run_shows_forecasts_within_two_minutes_and_stops_cleanly(
         run.send_signal(signal.SIGINT)  # Ctrl-C
         assert run.wait(timeout=30) == 0
     finally:
-        if run.poll() is None:
-            run.kill()
+        if run.poll() is None:  # the test failed before Ctrl-C worked: stop serve & co. too
+            os.killpg(run.pid, signal.SIGKILL)
+            run.wait(timeout=10)
     reader.join(timeout=5)
     output = "".join(lines)
     assert "training the bootstrap model" in output
