@@ -17,7 +17,7 @@ import numpy.typing as npt
 from stream_forecaster.bundle import ModelBundle
 from stream_forecaster.dataset import DataError, Table, make_windows
 from stream_forecaster.messages import format_timestamp
-from stream_forecaster.training import predict
+from stream_forecaster.training import predict, score
 
 log = logging.getLogger(__name__)
 
@@ -98,17 +98,16 @@ def run_backtest(bundle: ModelBundle, table: Table, tail: float | None = None) -
             "start); pass --tail to choose the evaluated share"
         )
     forecast = predict(bundle.build_model(), manifest.scaling, evaluated)
-    error = forecast - evaluated.targets
-    persistence = evaluated.last_targets - evaluated.targets
+    errors = score(forecast, evaluated)
     return BacktestResult(
         target=manifest.target,
         samples=len(evaluated),
         from_ts=int(evaluated.target_ts.min()),
         to_ts=int(evaluated.target_ts.max()),
-        mae=float(np.abs(error).mean()),
-        rmse=float(np.sqrt((error**2).mean())),
-        persistence_mae=float(np.abs(persistence).mean()),
-        persistence_rmse=float(np.sqrt((persistence**2).mean())),
+        mae=errors.mae,
+        rmse=errors.rmse,
+        persistence_mae=errors.persistence_mae,
+        persistence_rmse=errors.persistence_rmse,
         target_ts=evaluated.target_ts,
         series_index=evaluated.series_index,
         actual=evaluated.targets,

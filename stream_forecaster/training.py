@@ -235,12 +235,33 @@ def predict(model: Any, scaling: Scaling, windows: Windows) -> npt.NDArray[np.fl
     return np.asarray(scaling.forecast(outputs[:, 0], windows.last_targets), dtype=np.float64)
 
 
+@dataclass(frozen=True)
+class Errors:
+    """MAE and RMSE of forecasts, and of persistence (the window's last value), on the same
+    samples."""
+
+    mae: float
+    rmse: float
+    persistence_mae: float
+    persistence_rmse: float
+
+
+def score(forecast: npt.NDArray[np.float64], windows: Windows) -> Errors:
+    """The errors of ``forecast`` against the targets of ``windows``, and persistence's."""
+    error = forecast - windows.targets
+    persistence = windows.last_targets - windows.targets
+    return Errors(
+        mae=float(np.abs(error).mean()),
+        rmse=float(np.sqrt((error**2).mean())),
+        persistence_mae=float(np.abs(persistence).mean()),
+        persistence_rmse=float(np.sqrt((persistence**2).mean())),
+    )
+
+
 def _validation_metrics(model: Any, scaling: Scaling, validation: Windows) -> dict[str, float]:
-    forecast = predict(model, scaling, validation)
-    error = forecast - validation.targets
-    persistence = validation.last_targets - validation.targets
+    errors = score(predict(model, scaling, validation), validation)
     return {
-        "val_mae": float(np.abs(error).mean()),
-        "val_rmse": float(np.sqrt((error**2).mean())),
-        "val_persistence_mae": float(np.abs(persistence).mean()),
+        "val_mae": errors.mae,
+        "val_rmse": errors.rmse,
+        "val_persistence_mae": errors.persistence_mae,
     }

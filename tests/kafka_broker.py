@@ -12,10 +12,12 @@ import socket
 import subprocess
 import time
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from kafka import KafkaAdminClient
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import NewTopic
 
 REPO = Path(__file__).resolve().parents[1]
@@ -93,3 +95,49 @@ def create_topic(bootstrap: str, prefix: str, partitions: int = 1, **configs: st
         raise TimeoutError(f"topic {name} has no leaders after 30 s")
     finally:
         admin.close()
+
+
+def produce(bootstrap: str, topic: str, records: Iterable[tuple[bytes | None, bytes]]) -> int:
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+    n = 0
+    for key, value in records:
+        producer.send(topic, key=key, value=value)
+        n += 1
+    producer.flush(timeout=60)
+    producer.close()
+    return n
+
+
+def consume(
+    bootstrap: str,
+    topic: str,
+    expected: int,
+    timeout: float = 120,
+    isolation_level: str = "read_committed",
+    settle_s: float = 0.0,
+) -> list[Any]:
+    """Read a topic from the start until ``expected`` records arrived (then ``settle_s``
+    more seconds, to catch extras), or the timeout passed."""
+    consumer = KafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        isolation_level=isolation_level,
+    )
+    records: list[Any] = []
+    deadline = time.monotonic() + timeout
+    settle_until: float | None = None
+    try:
+        while time.monotonic() < deadline:
+            for batch in consumer.poll(timeout_ms=200).values():
+                records.extend(batch)
+            if len(records) >= expected:
+                if settle_until is None:
+                    settle_until = time.monotonic() + settle_s
+                if time.monotonic() >= settle_until:
+                    break
+    finally:
+        consumer.close()
+    return records

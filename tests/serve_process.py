@@ -16,8 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kafka import KafkaConsumer, KafkaProducer
-
 from tests.kafka_broker import free_port
 
 
@@ -120,52 +118,6 @@ class ServeProcess:
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.process.wait(timeout=10)
-
-
-def produce(bootstrap: str, topic: str, records: Iterable[tuple[bytes | None, bytes]]) -> int:
-    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
-    n = 0
-    for key, value in records:
-        producer.send(topic, key=key, value=value)
-        n += 1
-    producer.flush(timeout=60)
-    producer.close()
-    return n
-
-
-def consume(
-    bootstrap: str,
-    topic: str,
-    expected: int,
-    timeout: float = 120,
-    isolation_level: str = "read_committed",
-    settle_s: float = 0.0,
-) -> list[Any]:
-    """Read a topic from the start until ``expected`` records arrived (then ``settle_s``
-    more seconds, to catch extras), or the timeout passed."""
-    consumer = KafkaConsumer(
-        topic,
-        bootstrap_servers=bootstrap,
-        group_id=None,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        isolation_level=isolation_level,
-    )
-    records: list[Any] = []
-    deadline = time.monotonic() + timeout
-    settle_until: float | None = None
-    try:
-        while time.monotonic() < deadline:
-            for batch in consumer.poll(timeout_ms=200).values():
-                records.extend(batch)
-            if len(records) >= expected:
-                if settle_until is None:
-                    settle_until = time.monotonic() + settle_s
-                if time.monotonic() >= settle_until:
-                    break
-    finally:
-        consumer.close()
-    return records
 
 
 def forecasts(records: Iterable[Any]) -> list[dict[str, Any]]:

@@ -16,7 +16,8 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from stream_forecaster.messages import encode_reading
 from tests.bundles import untrained_bundle
-from tests.serve_process import ServeProcess, consume
+from tests.kafka_broker import consume
+from tests.serve_process import ServeProcess
 
 pytestmark = pytest.mark.kafka
 

@@ -14,7 +14,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from stream_forecaster.bundle import ModelBundle
 from stream_forecaster.messages import encode_reading
 from tests.bundles import untrained_bundle
-from tests.serve_process import ServeProcess, consume, forecasts, produce
+from tests.kafka_broker import consume, produce
+from tests.serve_process import ServeProcess, forecasts
 
 pytestmark = pytest.mark.kafka
 

@@ -8,12 +8,10 @@ import itertools
 import os
 import signal
 import time
-import uuid
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -41,6 +39,7 @@ from stream_forecaster.simulate import (
     readings,
     timestamp_shift,
 )
+from tests.kafka_broker import consume
 
 HOUR_MS = 3_600_000
 CBWD_CODES = {"NE": 0.0, "NW": 1.0, "SE": 2.0, "cv": 3.0}
@@ -458,7 +457,6 @@ def test_simulate_feeds_a_real_topic(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from kafka import KafkaConsumer
 
     topic = new_topic(partitions=3)
     settings = Settings(
@@ -472,19 +470,7 @@ def test_simulate_feeds_a_real_topic(
     finished_ms = time.time_ns() // 1_000_000
     assert "sent 300 records (270 readings, 30 malformed), 0 send errors" in capsys.readouterr().out
 
-    consumer = KafkaConsumer(
-        topic,
-        bootstrap_servers=kafka_bootstrap,
-        group_id=f"simulate-{uuid.uuid4().hex[:8]}",
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-    )
-    received: list[Any] = []
-    deadline = time.monotonic() + 60
-    while len(received) < 300 and time.monotonic() < deadline:
-        for records in consumer.poll(timeout_ms=500).values():
-            received.extend(records)
-    consumer.close()
+    received = consume(kafka_bootstrap, topic, 300, timeout=60)
     assert len(received) == 300
 
     good: dict[str, list[int]] = {}
