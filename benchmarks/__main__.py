@@ -1,6 +1,6 @@
 """Run the benchmark suites and rewrite their sections of docs/benchmarks.md.
 
-Usage: ``make bench`` or ``python -m benchmarks [--seconds S]``.
+Usage: ``make bench`` or ``python -m benchmarks [--seconds S] [--suite NAME ...]``.
 """
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from benchmarks import inference
+from benchmarks import inference, restore
 from benchmarks.report import write_section
 
 
@@ -17,12 +17,27 @@ def main() -> int:
     parser.add_argument(
         "--seconds", type=float, default=2.0, help="measuring time per case (default 2)"
     )
+    parser.add_argument(
+        "--suite",
+        action="append",
+        choices=["inference", "restore"],
+        help="run only this suite (repeatable; default: all)",
+    )
     args = parser.parse_args()
+    suites = args.suite or ["inference", "restore"]
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    print("== inference (progress per case)", flush=True)
-    table = inference.run(args.seconds, report=lambda line: print("  " + line, flush=True))
-    path = write_section("Inference", "make bench", table)
-    print(f"wrote {path}")
+
+    def progress(line: str) -> None:
+        print("  " + line, flush=True)
+
+    if "inference" in suites:
+        print("== inference (progress per case)", flush=True)
+        table = inference.run(args.seconds, report=progress)
+        print(f"wrote {write_section('Inference', 'make bench', table)}")
+    if "restore" in suites:
+        print("== window state restore (real broker)", flush=True)
+        table = restore.run(report=progress)
+        print(f"wrote {write_section('State restore', 'make bench', table)}")
     return 0
 
 

@@ -32,6 +32,9 @@ def make_consumer(settings: Settings, **overrides: Any) -> KafkaConsumer:
         # not rejoin. A batch takes well under a second, so 30 s is ample, and a stuck
         # rebalance cannot hold the group for the default 5 minutes.
         "max_poll_interval_ms": 30_000,
+        # A crashed member's partitions move to the others after this long.
+        "session_timeout_ms": p.session_timeout_ms,
+        "heartbeat_interval_ms": max(1000, p.session_timeout_ms // 3),
     }
     config.update(overrides)
     return KafkaConsumer(**config)
@@ -53,5 +56,9 @@ def make_producer(settings: Settings, **overrides: Any) -> KafkaProducer:
     }
     if settings.processing.guarantee == "exactly_once":
         config["transactional_id"] = transactional_id(settings)
+        # A transaction spans one batch (well under a second). A crashed instance's open
+        # transaction blocks read_committed readers and restores until it times out, so
+        # keep this short.
+        config["transaction_timeout_ms"] = 10_000
     config.update(overrides)
     return KafkaProducer(**config)

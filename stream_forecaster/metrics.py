@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from stream_forecaster.messages import INVALID_REASONS
+
 #: Latency buckets in seconds: 1 ms .. 60 s.
 LATENCY_BUCKETS = (
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
@@ -127,11 +129,65 @@ class ServiceMetrics:
             "Offset commits or transactions that failed (their records are redelivered).",
             registry=r,
         )
+        self.state_restore_seconds = Histogram(
+            "sf_state_restore_seconds",
+            "Time to restore the windows of newly assigned partitions from the changelog.",
+            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
+            registry=r,
+        )
+        self.state_restored_windows = Counter(
+            "sf_state_restored_windows",
+            "Windows restored from the changelog (on assignment or after a failure).",
+            registry=r,
+        )
+        self.state_snapshots_skipped = Counter(
+            "sf_state_snapshots_skipped",
+            "Changelog snapshots not restored (damaged, or another window shape).",
+            registry=r,
+        )
+        self.state_snapshots_written = Counter(
+            "sf_state_snapshots_written",
+            "Window snapshots and tombstones written to the changelog.",
+            registry=r,
+        )
+        self.kafka_connected = Gauge(
+            "sf_kafka_connected",
+            "1 while the brokers answer (checked every second by a background probe), "
+            "0 during an outage.",
+            registry=r,
+        )
+        self.kafka_recoveries = Counter(
+            "sf_kafka_recoveries",
+            "Recoveries from a failed publish or transaction (windows reloaded, offsets "
+            "rewound), by what failed.",
+            ["reason"],
+            registry=r,
+        )
+        self.kafka_errors = Counter(
+            "sf_kafka_errors",
+            "Kafka operations that failed, by operation: probe (the per-second check of "
+            "the brokers), recovery (an attempt to recover, retried after a back-off).",
+            ["operation"],
+            registry=r,
+        )
         self.last_poll_timestamp = Gauge(
             "sf_last_poll_timestamp_seconds",
             "Unix time of the last poll of the input topic.",
             registry=r,
         )
+
+        # Every known label value starts at 0, so that the first event of a kind is a visible
+        # increase to rate() (a series born at 1 shows no increase).
+        for reason in INVALID_REASONS:
+            self.records_invalid.labels(reason=reason)
+        for rule in ("duplicate", "out_of_order", "late"):
+            self.readings_ignored.labels(rule=rule)
+        for action in ("reset", "fill"):
+            self.window_gaps.labels(action=action)
+        for reason in ("checkpoint", "changelog"):
+            self.kafka_recoveries.labels(reason=reason)
+        for operation in ("probe", "recovery"):
+            self.kafka_errors.labels(operation=operation)
 
     def set_model(self, name: str, version: str) -> None:
         """Record the model now served (only one model_info series is 1)."""

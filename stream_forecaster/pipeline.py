@@ -2,8 +2,10 @@
 
 Top to bottom, for each record of a batch: decode and validate -> update the key's window
 -> if the window is ready, queue it; then ONE batched inference call for all queued
-windows -> forecast records. No Kafka client in here: the service sends what this
-returns and commits the offsets it reports.
+windows -> forecast records -> a snapshot of every changed window for the changelog.
+No Kafka client in here: the service sends what this returns and commits the offsets it
+reports. The processor also knows which input partition each key came from, so that the
+service can drop (on revoke) and load (on assignment) the windows of whole partitions.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -23,7 +25,7 @@ from stream_forecaster.messages import Forecast, InvalidRecord, check_features, 
 from stream_forecaster.metrics import ServiceMetrics
 from stream_forecaster.records import InputRecord, OutputRecord
 from stream_forecaster.settings import Settings
-from stream_forecaster.windows import WindowStore
+from stream_forecaster.windows import SnapshotError, WindowStore
 
 log = logging.getLogger(__name__)
 
@@ -35,11 +37,14 @@ class BatchOutput:
     Args:
         forecasts: forecast records, in input order.
         dead_letters: rejected input records, in input order.
+        changelog: one snapshot per window the batch changed, to the changelog partition
+            that mirrors the key's input partition (empty when the changelog is off).
         offsets: per (topic, partition), the next offset to commit.
     """
 
     forecasts: list[OutputRecord] = field(default_factory=list)
     dead_letters: list[OutputRecord] = field(default_factory=list)
+    changelog: list[OutputRecord] = field(default_factory=list)
     offsets: dict[tuple[str, int], int] = field(default_factory=dict)
 
 
@@ -71,6 +76,8 @@ class BatchProcessor:
         self.clock = clock
         self.engine: InferenceEngine | None = None
         self.store: WindowStore | None = None
+        self.partition_of: dict[str, int] = {}
+        self.changelog_topic = settings.changelog_topic() if settings.state.changelog else None
 
     def use_engine(self, engine: InferenceEngine) -> None:
         """Serve with ``engine`` from the next batch on.
@@ -101,6 +108,7 @@ class BatchProcessor:
             gap_policy=w.gap_policy,
             late_tolerance_ms=w.late_tolerance_ms,
         )
+        self.partition_of.clear()
         self.metrics.active_keys.set(0)
 
     def process(self, records: Sequence[InputRecord]) -> BatchOutput:
@@ -119,6 +127,7 @@ class BatchProcessor:
         out = BatchOutput()
         pending: list[_Pending] = []
         windows: list[npt.NDArray[np.float32]] = []
+        changed: dict[str, int] = {}
         for record in records:
             out.offsets[(record.topic, record.partition)] = record.offset + 1
             self.metrics.records.labels(topic=record.topic).inc()
@@ -138,6 +147,7 @@ class BatchProcessor:
             if update.outcome != "appended":
                 self.metrics.readings_ignored.labels(rule=update.outcome).inc()
                 continue
+            changed[reading.key] = self.partition_of[reading.key] = record.partition
             if update.gap != "none":
                 self.metrics.window_gaps.labels(action=update.gap).inc()
             if update.ready:
@@ -152,8 +162,52 @@ class BatchProcessor:
                 )
         if pending:
             out.forecasts = self._forecast(engine, pending, np.stack(windows))
+        if self.changelog_topic is not None:
+            out.changelog = [
+                self._changelog_record(key, partition, store.snapshot(key))
+                for key, partition in changed.items()
+            ]
         self.metrics.active_keys.set(len(store))
         return out
+
+    def _changelog_record(self, key: str, partition: int, value: bytes | None) -> OutputRecord:
+        assert self.changelog_topic is not None
+        return OutputRecord(self.changelog_topic, key.encode(), value, partition=partition)
+
+    # -- state of whole partitions ---------------------------------------------------------
+
+    def forget_partitions(self, partitions: Collection[int]) -> int:
+        """Drop the windows of every key that came from ``partitions``; returns how many."""
+        if self.store is None:
+            return 0
+        gone = [k for k, p in self.partition_of.items() if p in partitions]
+        for key in gone:
+            self.store.drop(key)
+            del self.partition_of[key]
+        self.metrics.active_keys.set(len(self.store))
+        return len(gone)
+
+    def load_windows(self, partition: int, snapshots: dict[str, bytes]) -> int:
+        """Load restored snapshots of keys from input ``partition``; returns how many loaded.
+
+        A snapshot that does not fit the current model's window shape is skipped (logged
+        and counted): the key warms up afresh.
+        """
+        if self.store is None:
+            raise RuntimeError("no model loaded: call use_engine() first")
+        now = self.clock()
+        loaded = 0
+        for key, data in snapshots.items():
+            try:
+                self.store.load_snapshot(key, data, now)
+            except SnapshotError as exc:
+                self.metrics.state_snapshots_skipped.inc()
+                log.warning("window of %s not restored: %s", key, exc)
+                continue
+            self.partition_of[key] = partition
+            loaded += 1
+        self.metrics.active_keys.set(len(self.store))
+        return loaded
 
     def _forecast(
         self,
@@ -196,11 +250,12 @@ class BatchProcessor:
             )
         return records
 
-    def evict_idle(self) -> int:
-        """Evict keys idle longer than the TTL; returns how many."""
+    def evict_idle(self) -> list[OutputRecord]:
+        """Evict keys idle longer than the TTL; returns their changelog tombstones."""
         if self.store is None:
-            return 0
+            return []
         evicted = self.store.evict_idle(self.clock(), self.settings.windows.key_ttl_s)
+        partitions = [self.partition_of.pop(key, None) for key in evicted]
         if evicted:
             self.metrics.keys_evicted.inc(len(evicted))
             self.metrics.active_keys.set(len(self.store))
@@ -209,4 +264,10 @@ class BatchProcessor:
                 len(evicted),
                 self.settings.windows.key_ttl_s,
             )
-        return len(evicted)
+        if self.changelog_topic is None:
+            return []
+        return [
+            self._changelog_record(key, partition, None)
+            for key, partition in zip(evicted, partitions, strict=True)
+            if partition is not None
+        ]

@@ -34,6 +34,8 @@ class OutputRecord:
         headers: Kafka headers.
         source_timestamp_ms: the Kafka timestamp of the input record it answers, for the
             end-to-end latency metric.
+        partition: the partition to write to; ``None`` lets the producer's partitioner
+            choose from the key.
     """
 
     topic: str
@@ -41,3 +43,4 @@ class OutputRecord:
     value: bytes | None
     headers: list[tuple[str, bytes]] = field(default_factory=list)
     source_timestamp_ms: int | None = None
+    partition: int | None = None

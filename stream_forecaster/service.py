@@ -1,15 +1,19 @@
 """``stream-forecaster serve``: the Kafka loop around the batch processor.
 
-Per poll: records in -> :class:`~stream_forecaster.pipeline.BatchProcessor` (validate,
-windows, one batched inference) -> publish forecasts and dead letters -> flush -> commit
-offsets -> metrics. The checkpoint order is quix-streams': produce -> flush producer ->
-commit offsets. With ``exactly_once`` the forecasts, dead letters and offsets go into one
-Kafka transaction instead.
+Per poll: apply partition changes (restore the windows of newly assigned partitions from
+the changelog, drop those of revoked ones) -> records in ->
+:class:`~stream_forecaster.pipeline.BatchProcessor` (validate, windows, one batched
+inference) -> checkpoint -> metrics. The checkpoint order is quix-streams': publish
+forecasts and dead letters -> flush -> produce changelog -> flush -> commit offsets. With
+``exactly_once`` all of it goes into one Kafka transaction instead.
 
 Failure policy: a record that cannot be used goes to the dead-letter topic and the loop
-goes on. A publish or transaction that fails after the client's own retries stops the
-process with status 1 *before* its offsets are committed: the records are redelivered
-to the restarted process (or to another group member), so nothing is lost.
+goes on. A checkpoint that fails after the client's own retries (broker down, fenced by a
+rebalance) is recovered from in place, without a restart: a fresh producer (which, with
+``exactly_once``, aborts the open transaction), the windows of every assigned partition
+reloaded from the changelog, and the consumer rewound to the committed offsets; attempts
+repeat with back-off until Kafka answers. Nothing is lost, and with ``exactly_once``
+nothing is published twice.
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.errors import CommitFailedError, KafkaError
 from kafka.structs import OffsetAndMetadata
 
+from stream_forecaster.broker_probe import BrokerProbe
+from stream_forecaster.changelog import ChangelogError, ChangelogReader, ensure_changelog_topic
 from stream_forecaster.engine import InferenceEngine
 from stream_forecaster.http_server import HttpEndpoints
 from stream_forecaster.kafka_io import make_consumer, make_producer, transactional_id
@@ -47,14 +53,17 @@ class PublishError(RuntimeError):
 
 
 class _Assignment(ConsumerRebalanceListener):  # type: ignore[misc]
-    """Tracks assigned partitions. Runs on the client's IO thread: no consumer calls here."""
+    """Tracks assigned partitions and flags changes for the main loop to act on (restores
+    happen there). Runs on the client's IO thread: no consumer calls here."""
 
     def __init__(self, metrics: ServiceMetrics) -> None:
         self.metrics = metrics
         self.partitions: set[TopicPartition] = set()
+        self.changed = threading.Event()
 
     def on_partitions_revoked(self, revoked: Any) -> None:
         self.partitions -= set(revoked)
+        self.changed.set()
         for tp in revoked:
             with contextlib.suppress(KeyError):  # no lag measured for it yet
                 self.metrics.consumer_lag.remove(tp.topic, str(tp.partition))
@@ -63,6 +72,7 @@ class _Assignment(ConsumerRebalanceListener):  # type: ignore[misc]
 
     def on_partitions_assigned(self, assigned: Any) -> None:
         self.partitions |= set(assigned)
+        self.changed.set()
         self.metrics.assigned_partitions.set(len(self.partitions))
         log.info("partitions assigned: %s", _names(assigned))
 
@@ -84,6 +94,10 @@ class ForecastService:
         self.models = ModelSource(settings.model, metrics)
         self.assignment = _Assignment(metrics)
         self.exactly_once = settings.processing.guarantee == "exactly_once"
+        self.changelog: ChangelogReader | None = None
+        self.held: set[int] = set()  # input partitions whose windows are in the processor
+        self.probe: BrokerProbe | None = None
+        self._recovering = False
         self._alive_at = time.monotonic()
         self._polled_at = 0.0
         self.http = HttpEndpoints(
@@ -105,6 +119,10 @@ class ForecastService:
             return False, "no model loaded"
         if not self.assignment.partitions:
             return False, "no input partitions assigned"
+        if self.probe is not None and not self.probe.connected:
+            return False, "Kafka brokers do not answer"
+        if self._recovering:
+            return False, "recovering from a failed checkpoint"
         if time.monotonic() - self._polled_at > _POLLING_WITHIN_S:
             return False, "not polling the input topic"
         return True, f"serving model {self.processor.engine.version} on " + _names(
@@ -148,15 +166,20 @@ class ForecastService:
 
     def _serve(self) -> int:
         settings = self.settings
-        producer = make_producer(settings)
-        if self.exactly_once:
-            producer.init_transactions()
-            log.info("exactly_once: transactional id %s", transactional_id(settings))
+        producer = self._new_producer()
         consumer = make_consumer(settings)
-        if not self._wait_for_topic(consumer, settings.topics.input):
+        partitions = self._wait_for_topic(consumer, settings.topics.input)
+        if not partitions:
             consumer.close(autocommit=False)
             producer.close(timeout=3)
             return 0
+        if settings.state.changelog:
+            topic = ensure_changelog_topic(settings, partitions)
+            self.changelog = ChangelogReader(settings)
+            log.info("windows are kept in changelog topic %s", topic)
+        else:
+            log.info("changelog off (SF_STATE__CHANGELOG=false): windows re-warm on restart")
+        self.probe = BrokerProbe(settings, self.metrics, partitions).start()
         consumer.subscribe([settings.topics.input], listener=self.assignment)
         log.info(
             "serving %s -> %s (dead letters: %s), group %s, %s",
@@ -166,7 +189,6 @@ class ForecastService:
             settings.processing.group_id,
             settings.processing.guarantee,
         )
-        status = 0
         next_lag = next_evict = next_model = time.monotonic()
         try:
             while not self.stop.is_set():
@@ -180,45 +202,140 @@ class ForecastService:
                 self._alive_at = self._polled_at = now
                 self.metrics.last_poll_timestamp.set(time.time())
                 records = [r for batch in polled.values() for r in batch]
-                if records:
-                    started = time.perf_counter()
-                    self._handle(self.processor.process(records), consumer, producer)
-                    self.metrics.batch_seconds.observe(time.perf_counter() - started)
+                try:
+                    if self.assignment.changed.is_set():
+                        self._follow_assignment()
+                    if records:
+                        started = time.perf_counter()
+                        self._handle(self.processor.process(records), consumer, producer)
+                        self.metrics.batch_seconds.observe(time.perf_counter() - started)
+                    if now >= next_evict:
+                        next_evict = now + _EVICT_EVERY_S
+                        tombstones = self.processor.evict_idle()
+                        if tombstones:
+                            self._handle(BatchOutput(changelog=tombstones), consumer, producer)
+                except (PublishError, ChangelogError, KafkaError) as exc:
+                    producer = self._recover(exc, consumer, producer)
+                    continue
                 if now >= next_lag:
                     self._update_lag(consumer)
                     next_lag = now + _LAG_EVERY_S
-                if now >= next_evict:
-                    self.processor.evict_idle()
-                    next_evict = now + _EVICT_EVERY_S
                 if now >= next_model:
                     self._swap_model_if_new()
                     next_model = now + settings.processing.model_poll_s
-        except PublishError as exc:
-            log.error("%s; stopping without committing those offsets", exc)
-            status = 1
         finally:
             log.info("shutting down: leaving the consumer group")
             consumer.close(autocommit=False, timeout_ms=3000)
             producer.close(timeout=3)
+            self.probe.stop()
+            if self.changelog is not None:
+                self.changelog.close()
         log.info("stopped")
-        return status
+        return 0
 
-    def _wait_for_topic(self, consumer: Any, topic: str) -> bool:
+    def _new_producer(self) -> Any:
+        producer = make_producer(self.settings)
+        if self.exactly_once:
+            # Also aborts a transaction that a previous producer with this id left open.
+            producer.init_transactions()
+            log.info("exactly_once: transactional id %s", transactional_id(self.settings))
+        return producer
+
+    def _wait_for_topic(self, consumer: Any, topic: str) -> int:
         """Wait until the broker knows the input topic, so that the first group join sees
-        its partitions; False if asked to stop first."""
+        its partitions; returns its partition count, or 0 if asked to stop first."""
         warned = False
         while not self.stop.is_set():
             self._alive_at = time.monotonic()
             try:
-                if consumer.partitions_for_topic(topic):
-                    return True
+                if partitions := consumer.partitions_for_topic(topic):
+                    return len(partitions)
             except KafkaError as exc:
                 log.debug("metadata for %s not available yet: %s", topic, exc)
             if not warned:
                 log.warning("input topic %s not found; waiting for it to be created", topic)
                 warned = True
             self.stop.wait(1.0)
-        return False
+        return 0
+
+    # -- window state follows the partitions -----------------------------------------------
+
+    def _follow_assignment(self) -> None:
+        """Drop the windows of partitions no longer assigned; restore those of new ones.
+
+        Partitions kept through a rebalance keep their windows: every batch was
+        checkpointed before the poll in which the rebalance happened.
+        """
+        self.assignment.changed.clear()
+        owned = {tp.partition for tp in list(self.assignment.partitions)}
+        gone, new = self.held - owned, owned - self.held
+        if gone:
+            dropped = self.processor.forget_partitions(gone)
+            log.info("dropped the windows of %d keys of revoked partitions %s", dropped, gone)
+        self.held -= gone
+        if new:
+            self._restore(new)
+
+    def _restore(self, partitions: set[int]) -> None:
+        if self.changelog is None:
+            self.held |= partitions
+            return
+        started = time.perf_counter()
+        by_partition = self.changelog.read(partitions)
+        loaded = sum(self.processor.load_windows(p, s) for p, s in by_partition.items())
+        elapsed = time.perf_counter() - started
+        self.held |= partitions
+        self.metrics.state_restore_seconds.observe(elapsed)
+        self.metrics.state_restored_windows.inc(loaded)
+        log.info(
+            "restored the windows of %d keys of partitions %s in %.2fs",
+            loaded,
+            sorted(partitions),
+            elapsed,
+        )
+
+    def _recover(self, error: Exception, consumer: Any, producer: Any) -> Any:
+        """Get back to a consistent state after a failed checkpoint; returns the producer.
+
+        A fresh producer (with ``exactly_once`` its ``init_transactions`` aborts the open
+        transaction), the windows of every assigned partition reloaded from the changelog,
+        and the consumer rewound to the committed offsets: the failed batch is processed
+        again. Attempts repeat with exponential back-off until they succeed or stop is set.
+        """
+        reason = "changelog" if isinstance(error, ChangelogError) else "checkpoint"
+        self._recovering = True
+        self.metrics.kafka_recoveries.labels(reason=reason).inc()
+        log.warning("%s; recovering: reloading windows, rewinding to committed offsets", error)
+        with contextlib.suppress(Exception):
+            producer.close(timeout=0)
+        backoff, attempt = 0.5, 1
+        while not self.stop.is_set():
+            self._alive_at = time.monotonic()
+            try:
+                producer = self._new_producer()
+                self.processor.forget_partitions(self.held)
+                self.held.clear()
+                self.assignment.changed.clear()
+                owned = list(self.assignment.partitions)
+                self._restore({tp.partition for tp in owned})
+                for tp in owned:
+                    committed = consumer.committed(tp, timeout_ms=10_000)
+                    if committed is None:
+                        consumer.seek_to_beginning(tp)
+                    else:
+                        consumer.seek(tp, committed)
+                self._recovering = False
+                log.info("recovered after %d attempt(s)", attempt)
+                return producer
+            except (KafkaError, ChangelogError, AssertionError, ValueError) as exc:
+                self.metrics.kafka_errors.labels(operation="recovery").inc()
+                log.warning("recovery attempt %d failed (%r); next in %.1fs", attempt, exc, backoff)
+                with contextlib.suppress(Exception):
+                    producer.close(timeout=0)
+                self.stop.wait(backoff)
+                backoff = min(backoff * 2, self.settings.state.retry_backoff_max_s)
+                attempt += 1
+        return producer
 
     # -- one batch -------------------------------------------------------------------------
 
@@ -230,9 +347,13 @@ class ForecastService:
         if self.exactly_once:
             self._transact(out, offsets, consumer, producer)
             return
-        self._publish(out, producer)
+        self._publish(out.forecasts, out.dead_letters, producer)
+        if out.changelog:
+            self._publish([], out.changelog, producer, changelog=True)
+        if not offsets:
+            return
         try:
-            consumer.commit(offsets)
+            consumer.commit(offsets, timeout_ms=self.settings.kafka.request_timeout_ms)
             self.metrics.commits.inc()
         except (CommitFailedError, KafkaError) as exc:
             # A rebalance took the partitions: their new owner redelivers (at least once).
@@ -244,8 +365,10 @@ class ForecastService:
     ) -> None:
         try:
             producer.begin_transaction()
-            self._publish(out, producer, flush=False)
-            producer.send_offsets_to_transaction(offsets, consumer.group_metadata())
+            self._publish(out.forecasts, out.dead_letters, producer, flush=False)
+            self._publish([], out.changelog, producer, flush=False, changelog=True)
+            if offsets:
+                producer.send_offsets_to_transaction(offsets, consumer.group_metadata())
             producer.commit_transaction()
             self.metrics.commits.inc()
         except KafkaError as exc:
@@ -254,9 +377,19 @@ class ForecastService:
                 producer.abort_transaction()
             raise PublishError(f"transaction failed and was aborted: {exc!r}") from exc
 
-    def _publish(self, out: BatchOutput, producer: Any, *, flush: bool = True) -> None:
-        futures = [self._send(producer, r, forecast=True) for r in out.forecasts]
-        futures += [self._send(producer, r, forecast=False) for r in out.dead_letters]
+    def _publish(
+        self,
+        forecasts: list[OutputRecord],
+        others: list[OutputRecord],
+        producer: Any,
+        *,
+        flush: bool = True,
+        changelog: bool = False,
+    ) -> None:
+        futures = [self._send(producer, r, forecast=True) for r in forecasts]
+        futures += [self._send(producer, r, forecast=False) for r in others]
+        if changelog:
+            self.metrics.state_snapshots_written.inc(len(others))
         if flush:
             try:
                 producer.flush(timeout=self.settings.kafka.request_timeout_ms / 1000)
@@ -272,11 +405,15 @@ class ForecastService:
 
     def _send(self, producer: Any, record: OutputRecord, *, forecast: bool) -> Any:
         future = producer.send(
-            record.topic, key=record.key, value=record.value, headers=record.headers or None
+            record.topic,
+            key=record.key,
+            value=record.value,
+            headers=record.headers or None,
+            partition=record.partition,
         )
         if forecast and record.source_timestamp_ms is not None:
             future.add_callback(self._acked, record.source_timestamp_ms)
-        elif not forecast:
+        elif record.topic == self.settings.topics.dead_letter:
             future.add_errback(lambda _exc: self.metrics.dead_letters_failed.inc())
         return future
 
@@ -286,15 +423,17 @@ class ForecastService:
         self.metrics.end_to_end_seconds.observe(max(latency, 0.0))
 
     def _update_lag(self, consumer: Any) -> None:
+        """Lag of every assigned partition: the probe's end offset minus our position."""
+        ends = self.probe.end_offsets if self.probe is not None else {}
         for tp in list(self.assignment.partitions):
             try:
-                highwater = consumer.highwater(tp)
                 position = consumer.position(tp, timeout_ms=100)
             except (KafkaError, AssertionError, ValueError):
                 continue
-            if highwater is not None and position is not None:
+            end = ends.get(tp)
+            if end is not None and position is not None:
                 self.metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(
-                    max(highwater - position, 0)
+                    max(end - position, 0)
                 )
 
 

@@ -194,6 +194,13 @@ class ProcessingSettings(_Section):
         description="exactly_once only; stable per instance (default: <group_id>-<hostname>).",
     )
     max_batch: int = Field(default=1024, ge=1, le=100_000, description="Records per poll.")
+    session_timeout_ms: int = Field(
+        default=10_000,
+        ge=6_000,
+        le=300_000,
+        description="A member that stops heartbeating this long (crashed, partitioned) "
+        "loses its partitions to the rest of the group.",
+    )
     max_wait_ms: int = Field(
         default=20, ge=0, le=60_000, description="Longest wait for a poll to fill."
     )
@@ -227,6 +234,43 @@ class WindowSettings(_Section):
     )
 
 
+class StateSettings(_Section):
+    """Window state that survives restarts and rebalances (a compacted changelog topic)."""
+
+    changelog: bool = Field(
+        default=True,
+        description="Write each changed window to the changelog topic at every checkpoint "
+        "and restore windows from it when partitions are assigned. Off: windows re-warm "
+        "after every restart or rebalance.",
+    )
+    changelog_topic: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=249,
+        description="Compacted topic of window snapshots, one partition per input "
+        "partition; created at start-up when missing (default: "
+        "<group_id>.<input topic>.windows).",
+    )
+    restore_timeout_s: float = Field(
+        default=120.0,
+        gt=0,
+        le=3600,
+        description="Longest wait for a restore to reach the changelog's end (it waits "
+        "for open transactions of a crashed instance to be aborted).",
+    )
+    retry_backoff_max_s: float = Field(
+        default=5.0,
+        gt=0,
+        le=300,
+        description="Longest pause between attempts to recover from a Kafka failure.",
+    )
+
+    @field_validator("changelog_topic")
+    @classmethod
+    def _legal_topic(cls, value: str | None) -> str | None:
+        return None if value is None else TopicsSettings._legal_topic(value)
+
+
 class MetricsSettings(_Section):
     """Prometheus /metrics endpoint."""
 
@@ -250,6 +294,7 @@ class Settings(BaseSettings):
     model: ModelSettings = ModelSettings()
     processing: ProcessingSettings = ProcessingSettings()
     windows: WindowSettings = WindowSettings()
+    state: StateSettings = StateSettings()
     metrics: MetricsSettings = MetricsSettings()
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
@@ -270,6 +315,12 @@ class Settings(BaseSettings):
         # The config file arrives as init kwargs (see load_settings); the environment
         # overrides it, so that one variable can adjust a shared file.
         return env_settings, init_settings
+
+    def changelog_topic(self) -> str:
+        """The window changelog topic: configured, or ``<group_id>.<input>.windows``."""
+        return self.state.changelog_topic or (
+            f"{self.processing.group_id}.{self.topics.input}.windows"
+        )
 
     def masked(self) -> dict[str, Any]:
         """The effective configuration as plain JSON data, secrets replaced by ``**********``."""

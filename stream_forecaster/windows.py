@@ -18,10 +18,19 @@ Time rules, applied to each reading of a key against that key's newest reading:
 
 The sampling interval is the configured one, or learned per key as the median of its last
 eight steps.
+
+A key's whole state can be written out as a snapshot (:meth:`WindowStore.snapshot`) and
+loaded back bit for bit (:meth:`WindowStore.load_snapshot`): the changelog that lets
+windows survive restarts and rebalances is made of these. Layout, little-endian::
+
+    b"SFW1"  window:u32  n_features:u32
+    head:i64  rows:i64  last_nan_row:i64  newest_ts:i64  n_steps:i64  steps:8*i64
+    values: window*n_features float32, in ring-buffer order
 """
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
@@ -33,6 +42,12 @@ GapAction = Literal["none", "reset", "fill"]
 
 _STEPS_KEPT: Final = 8
 _INITIAL_CAPACITY: Final = 64
+_SNAPSHOT_MAGIC: Final = b"SFW1"
+_SNAPSHOT_HEAD: Final = struct.Struct(f"<4sII5q{_STEPS_KEPT}q")
+
+
+class SnapshotError(ValueError):
+    """A window snapshot that cannot be loaded: damaged, or for another window shape."""
 
 
 @dataclass(frozen=True)
@@ -242,6 +257,66 @@ class WindowStore:
 
     def slot_of(self, key: str) -> int | None:
         return self._slots.get(key)
+
+    # -- snapshots -------------------------------------------------------------------------
+
+    def snapshot(self, key: str) -> bytes:
+        """The key's complete state as bytes (layout in the module docstring).
+
+        Raises:
+            KeyError: the store does not hold ``key``.
+        """
+        slot = self._slots[key]
+        head = _SNAPSHOT_HEAD.pack(
+            _SNAPSHOT_MAGIC,
+            self.window,
+            self.n_features,
+            int(self._head[slot]),
+            int(self._rows[slot]),
+            int(self._last_nan_row[slot]),
+            int(self._newest_ts[slot]),
+            int(self._n_steps[slot]),
+            *(int(s) for s in self._steps[slot]),
+        )
+        values: bytes = self._values[slot].tobytes()
+        return head + values
+
+    def load_snapshot(self, key: str, data: bytes, now: float) -> None:
+        """Set the key's state from :meth:`snapshot` bytes, replacing what it had.
+
+        Args:
+            key: the series key.
+            data: the snapshot.
+            now: the current (monotonic) time in seconds; the key counts as seen now.
+
+        Raises:
+            SnapshotError: the bytes are not a snapshot of this store's window shape.
+        """
+        expected = _SNAPSHOT_HEAD.size + self.window * self.n_features * 4
+        if len(data) != expected or not data.startswith(_SNAPSHOT_MAGIC):
+            raise SnapshotError(
+                f"expected a {expected}-byte window snapshot for {key!r}, got {len(data)} bytes"
+                + ("" if data.startswith(_SNAPSHOT_MAGIC) else " without the SFW1 header")
+            )
+        _magic, window, n_features, head, rows, last_nan, newest, n_steps, *steps = (
+            _SNAPSHOT_HEAD.unpack_from(data)
+        )
+        if (window, n_features) != (self.window, self.n_features):
+            raise SnapshotError(
+                f"snapshot of {key!r} holds a {window}x{n_features} window; "
+                f"expected {self.window}x{self.n_features}"
+            )
+        slot, _ = self._slot_for(key)
+        self._head[slot] = head
+        self._rows[slot] = rows
+        self._last_nan_row[slot] = last_nan
+        self._newest_ts[slot] = newest
+        self._n_steps[slot] = n_steps
+        self._steps[slot] = steps
+        self._values[slot] = np.frombuffer(data, np.float32, offset=_SNAPSHOT_HEAD.size).reshape(
+            self.window, self.n_features
+        )
+        self._last_seen[slot] = now
 
     # -- forgetting ------------------------------------------------------------------------
 

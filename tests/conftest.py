@@ -13,17 +13,24 @@ from tests.kafka_broker import LocalBroker, create_topic
 
 
 @pytest.fixture(scope="session")
-def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """Bootstrap address of the session's broker (``SF_TEST_BOOTSTRAP``, or a local one)."""
-    external = os.environ.get("SF_TEST_BOOTSTRAP")
-    if external:
-        yield external
+def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBroker | None]:
+    """The session's local broker, started once; ``None`` when ``SF_TEST_BOOTSTRAP`` names
+    an external cluster (tests that stop the broker are skipped then)."""
+    if os.environ.get("SF_TEST_BOOTSTRAP"):
+        yield None
         return
     broker = LocalBroker(data_dir=tmp_path_factory.mktemp("kafka"))
     try:
-        yield broker.start()
+        broker.start()
+        yield broker
     finally:
         broker.stop()
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(kafka_broker: LocalBroker | None) -> str:
+    """Bootstrap address of the session's broker (``SF_TEST_BOOTSTRAP``, or the local one)."""
+    return kafka_broker.bootstrap if kafka_broker else os.environ["SF_TEST_BOOTSTRAP"]
 
 
 @pytest.fixture

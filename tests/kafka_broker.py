@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
+import threading
 import time
 import uuid
 from collections.abc import Iterable
@@ -17,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
 
 REPO = Path(__file__).resolve().parents[1]
@@ -141,3 +142,48 @@ def consume(
     finally:
         consumer.close()
     return records
+
+
+def produce_paced(
+    bootstrap: str, topic: str, items: list[tuple[bytes, bytes]], per_second: float
+) -> threading.Thread:
+    """Produce ``items`` at a steady rate from a background thread (idempotent: in order
+    and without duplicates even across a broker restart); join the thread to wait."""
+
+    def run() -> None:
+        producer = KafkaProducer(
+            bootstrap_servers=bootstrap, acks="all", linger_ms=5, enable_idempotence=True
+        )
+        started = time.monotonic()
+        for i, (key, value) in enumerate(items):
+            due = started + i / per_second
+            if (delay := due - time.monotonic()) > 0:
+                time.sleep(delay)  # pacing the feed, not waiting for an event
+            producer.send(topic, key=key, value=value)
+        producer.flush()
+        producer.close()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+def committed_offsets(bootstrap: str, group: str, topic: str, partitions: int) -> dict[int, int]:
+    """The group's committed offset of each partition (0 where none)."""
+    probe = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    try:
+        return {p: probe.committed(TopicPartition(topic, p)) or 0 for p in range(partitions)}
+    finally:
+        probe.close()
+
+
+def wait_all_committed(
+    bootstrap: str, group: str, topic: str, partitions: int, total: int, timeout: float = 120
+) -> None:
+    """Wait until the group has committed ``total`` records of ``topic``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if sum(committed_offsets(bootstrap, group, topic, partitions).values()) >= total:
+            return
+        time.sleep(0.5)  # polling the group's committed offsets
+    raise TimeoutError(f"group {group} did not commit {total} records of {topic}")

@@ -90,6 +90,27 @@ class ServeProcess:
                     return float(sample.value)
         return None
 
+    def wait_metric(
+        self,
+        name: str,
+        value: float,
+        labels: dict[str, str] | None = None,
+        timeout: float = 60,
+    ) -> None:
+        """Wait until a metric reads ``value`` (polls /metrics; there is no event to await)."""
+        deadline = time.monotonic() + timeout
+        seen = None
+        while time.monotonic() < deadline:
+            self._check_running()
+            try:
+                seen = self.metric(name, labels)
+            except OSError:
+                seen = None
+            if seen == value:
+                return
+            time.sleep(0.2)
+        raise TimeoutError(f"{name} is {seen}, not {value}, after {timeout}s")
+
     def terminate(self, timeout: float = 10) -> tuple[int, float]:
         """SIGTERM; returns (exit status, seconds it took to exit)."""
         assert self.process is not None

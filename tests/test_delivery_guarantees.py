@@ -4,19 +4,16 @@ forecast; at_least_once duplicates only what came after the last commit."""
 from __future__ import annotations
 
 import json
-import threading
-import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from stream_forecaster.messages import encode_reading
 from tests.bundles import untrained_bundle
-from tests.kafka_broker import consume
+from tests.kafka_broker import committed_offsets, consume, produce_paced, wait_all_committed
 from tests.serve_process import ServeProcess
 
 pytestmark = pytest.mark.kafka
@@ -37,44 +34,6 @@ def records() -> list[tuple[bytes, bytes]]:
         for i in range(READINGS)
         for k in range(KEYS)
     ]
-
-
-def produce_paced(
-    bootstrap: str, topic: str, items: list[tuple[bytes, bytes]], per_second: float
-) -> threading.Thread:
-    def run() -> None:
-        producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
-        started = time.monotonic()
-        for i, (key, value) in enumerate(items):
-            due = started + i / per_second
-            if (delay := due - time.monotonic()) > 0:
-                time.sleep(delay)  # pacing the feed, not waiting for an event
-            producer.send(topic, key=key, value=value)
-        producer.flush()
-        producer.close()
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    return thread
-
-
-def committed_offsets(bootstrap: str, group: str, topic: str) -> dict[int, int]:
-    probe = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
-    try:
-        return {p: probe.committed(TopicPartition(topic, p)) or 0 for p in range(PARTITIONS)}
-    finally:
-        probe.close()
-
-
-def wait_all_committed(
-    bootstrap: str, group: str, topic: str, total: int, timeout: float = 120
-) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if sum(committed_offsets(bootstrap, group, topic).values()) >= total:
-            return
-        time.sleep(0.5)  # polling the group's committed offsets
-    raise TimeoutError("the restarted service did not commit every input record")
 
 
 def input_positions(bootstrap: str, topic: str) -> dict[tuple[str, int], tuple[int, int]]:
@@ -113,7 +72,9 @@ def run_kill_restart(
     feed = produce_paced(kafka_bootstrap, first_run.input_topic, records(), per_second=800)
     consume(kafka_bootstrap, first_run.output_topic, 400, isolation_level="read_uncommitted")
     first_run.kill()  # kill -9, mid-stream
-    at_kill = committed_offsets(kafka_bootstrap, first_run.group_id, first_run.input_topic)
+    at_kill = committed_offsets(
+        kafka_bootstrap, first_run.group_id, first_run.input_topic, PARTITIONS
+    )
 
     untrained_bundle(window=WINDOW, seed=11, created_at="2026-02-01T00:00:00Z").save(registry)
     second = ServeProcess(
@@ -127,7 +88,9 @@ def run_kill_restart(
     try:
         second.start().wait_ready()
         feed.join(timeout=60)
-        wait_all_committed(kafka_bootstrap, second.group_id, second.input_topic, KEYS * READINGS)
+        wait_all_committed(
+            kafka_bootstrap, second.group_id, second.input_topic, PARTITIONS, KEYS * READINGS
+        )
     finally:
         second.terminate()
     out = [

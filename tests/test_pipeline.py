@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 
 import numpy as np
 import pytest
@@ -15,18 +14,9 @@ from stream_forecaster.metrics import ServiceMetrics
 from stream_forecaster.pipeline import BatchProcessor
 from stream_forecaster.settings import Settings
 from tests.bundles import untrained_bundle
+from tests.reference import Record
 
 HOUR = 3_600_000
-
-
-@dataclass(frozen=True)
-class Record:
-    topic: str
-    partition: int
-    offset: int
-    timestamp: int
-    key: bytes | None
-    value: bytes | None
 
 
 @pytest.fixture(scope="module")
@@ -118,3 +108,50 @@ def test_a_model_with_another_window_starts_afresh(processor: BatchProcessor) ->
     processor.use_engine(InferenceEngine(untrained_bundle(window=2), max_batch=8))
     assert processor.process([reading("a", 3, 3)]).forecasts == []
     assert len(processor.process([reading("a", 4, 4)]).forecasts) == 1
+
+
+def test_changed_windows_go_to_the_changelog_partition_of_their_input(
+    processor: BatchProcessor, registry: CollectorRegistry
+) -> None:
+    records = [reading("a", 0, 0, partition=2), reading("b", 0, 0, partition=0)]
+    records += [reading("a", 1, 1, partition=2), reading("a", 1, 2, partition=2)]  # + a repeat
+    out = processor.process(records)
+
+    topic = Settings().changelog_topic()
+    assert [(r.topic, r.key, r.partition) for r in out.changelog] == [
+        (topic, b"a", 2),
+        (topic, b"b", 0),
+    ]
+    assert processor.store is not None
+    assert out.changelog[0].value == processor.store.snapshot("a")
+    assert processor.process([reading("a", 1, 3, partition=2)]).changelog == []  # unchanged
+
+
+def test_windows_of_a_partition_are_dropped_and_loaded_back(
+    processor: BatchProcessor, engine: InferenceEngine, registry: CollectorRegistry
+) -> None:
+    first = processor.process(
+        [reading(k, i, i, p) for i in range(2) for k, p in (("a", 1), ("b", 0))]
+    )
+    snapshots = {r.key.decode(): r.value for r in first.changelog if r.key and r.value}
+
+    assert processor.forget_partitions({1}) == 1
+    assert processor.store is not None and "a" not in processor.store and "b" in processor.store
+    assert processor.load_windows(1, {"a": snapshots["a"], "z": b"junk"}) == 1
+    assert registry.get_sample_value("sf_state_snapshots_skipped_total") == 1
+    out = processor.process([reading("a", 2, 2, partition=1)])
+    assert [r.key for r in out.forecasts] == [b"a"]  # the window was full again at once
+
+
+def test_evicted_keys_leave_tombstones(engine: InferenceEngine) -> None:
+    now = [0.0]
+    p = BatchProcessor(Settings(), ServiceMetrics(CollectorRegistry()), clock=lambda: now[0])
+    p.use_engine(engine)
+    p.process([reading("a", 0, 0, partition=1)])
+    now[0] = Settings().windows.key_ttl_s + 1
+    [tombstone] = p.evict_idle()
+    assert (tombstone.key, tombstone.value, tombstone.partition) == (b"a", None, 1)
+    off = Settings(state={"changelog": False})
+    q = BatchProcessor(off, ServiceMetrics(CollectorRegistry()), clock=lambda: now[0])
+    q.use_engine(engine)
+    assert q.process([reading("a", 0, 0)]).changelog == []

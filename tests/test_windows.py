@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stream_forecaster.windows import WindowStore
+from stream_forecaster.windows import SnapshotError, WindowStore
 
 MIN = 60_000
 
@@ -166,3 +166,56 @@ def test_window_matches_a_naive_reference(steps: list[int], window: int) -> None
 def test_rejects_empty_shapes(window: int, features: int) -> None:
     with pytest.raises(ValueError, match="expected window"):
         WindowStore(window=window, n_features=features)
+
+
+def state_of(store: WindowStore, key: str) -> tuple[object, ...]:
+    slot = store.slot_of(key)
+    assert slot is not None
+    return (
+        store.newest_ts(slot),
+        store.interval(slot),
+        store.is_ready(slot),
+        store.window_of(slot).tobytes(),
+    )
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    before=st.lists(st.tuples(st.integers(-2, 6), st.booleans()), min_size=1, max_size=40),
+    after=st.lists(st.tuples(st.integers(-2, 6), st.booleans()), max_size=20),
+    policy=st.sampled_from(["reset", "fill"]),
+)
+def test_a_snapshot_restores_the_key_exactly(
+    before: list[tuple[int, bool]], after: list[tuple[int, bool]], policy: str
+) -> None:
+    """Loaded into another store, a snapshot behaves exactly like the original from then on:
+    same window, newest timestamp, learned interval, readiness, and same outcomes."""
+    options = {"max_gap": 3.0, "gap_policy": policy}
+    original = WindowStore(window=4, n_features=2, **options)  # type: ignore[arg-type]
+    ts = 10 * MIN
+    for i, (step, missing) in enumerate(before):
+        ts += step * MIN
+        original.update("k", ts, row(np.nan if missing else float(i), 1.0), now=0.0)
+    restored = WindowStore(window=4, n_features=2, **options)  # type: ignore[arg-type]
+    restored.update("other", 0, row(1.0, 1.0), now=0.0)  # the slot need not be the same
+    restored.load_snapshot("k", original.snapshot("k"), now=5.0)
+    assert state_of(restored, "k") == state_of(original, "k")
+    for i, (step, missing) in enumerate(after):
+        ts += step * MIN
+        value = row(np.nan if missing else float(100 + i), 2.0)
+        a = original.update("k", ts, value, now=0.0)
+        b = restored.update("k", ts, value, now=0.0)
+        assert (a.outcome, a.gap, a.ready) == (b.outcome, b.gap, b.ready)
+        assert state_of(restored, "k") == state_of(original, "k")
+
+
+def test_a_snapshot_of_another_shape_or_damaged_is_refused() -> None:
+    small = WindowStore(window=3, n_features=2)
+    feed(small, "k", 3)
+    data = small.snapshot("k")
+    with pytest.raises(SnapshotError, match=r"holds a 3x2 window; expected 3x3"):
+        WindowStore(window=3, n_features=3).load_snapshot("k", data[:-24] + bytes(36), 0.0)
+    with pytest.raises(SnapshotError, match=r"expected a \d+-byte window snapshot for 'k', got"):
+        WindowStore(window=3, n_features=2).load_snapshot("k", data[:-1], 0.0)
+    with pytest.raises(SnapshotError, match="without the SFW1 header"):
+        WindowStore(window=3, n_features=2).load_snapshot("k", b"XXXX" + data[4:], 0.0)
