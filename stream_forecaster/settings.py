@@ -112,8 +112,15 @@ class TopicsSettings(_Section):
     input: str = Field(default="sensor-readings", min_length=1, max_length=249)
     output: str = Field(default="forecasts", min_length=1, max_length=249)
     dead_letter: str = Field(default="sensor-readings-dead-letter", min_length=1, max_length=249)
+    models: str = Field(
+        default="stream-forecaster-models",
+        min_length=1,
+        max_length=249,
+        description="Compacted topic of promoted model bundles (key = model name): "
+        "retrain and `models promote` publish to it, serve follows it.",
+    )
 
-    @field_validator("input", "output", "dead_letter")
+    @field_validator("input", "output", "dead_letter", "models")
     @classmethod
     def _legal_topic(cls, value: str) -> str:
         allowed = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
@@ -126,7 +133,7 @@ class TopicsSettings(_Section):
 
     @model_validator(mode="after")
     def _distinct(self) -> TopicsSettings:
-        names = [self.input, self.output, self.dead_letter]
+        names = [self.input, self.output, self.dead_letter, self.models]
         if len(set(names)) != len(names):
             raise ValueError(f"input, output and dead_letter topics must differ, got {names}")
         return self
@@ -146,6 +153,18 @@ class ModelSettings(_Section):
     path: Path = Field(
         default=Path("models"),
         description="Model bundle file, or registry folder whose newest bundle is served.",
+    )
+    name: str = Field(
+        default="default",
+        min_length=1,
+        max_length=200,
+        description="Model name: the key on the model topic; retrain publishes it, serve "
+        "follows it.",
+    )
+    signing_secret: SecretStr | None = Field(
+        default=None,
+        description="Shared secret for HMAC-SHA256 signatures of bundles; when set, retrain "
+        "signs and serve rejects unsigned or forged bundles.",
     )
 
     @field_validator("features", mode="before")
@@ -271,6 +290,77 @@ class StateSettings(_Section):
         return None if value is None else TopicsSettings._legal_topic(value)
 
 
+class RetrainSettings(_Section):
+    """The retraining worker (``stream-forecaster retrain``)."""
+
+    group_id: str = Field(
+        default="stream-forecaster-retrain",
+        min_length=1,
+        description="Its own consumer group on the input topic.",
+    )
+    interval_s: float = Field(
+        default=600.0, gt=0, description="Seconds between scheduled retrainings."
+    )
+    drift_factor: float = Field(
+        default=1.5,
+        gt=1,
+        description="Retrain early when the live MAE exceeds the current model's "
+        "validation MAE times this.",
+    )
+    min_scored: int = Field(
+        default=200, ge=10, description="Live errors needed before drift is judged."
+    )
+    min_samples: int = Field(
+        default=500, ge=20, description="Training windows needed before the first model."
+    )
+    history_per_key: int = Field(
+        default=5000, ge=10, description="Newest readings kept per key (bounded memory)."
+    )
+    max_keys: int = Field(default=10_000, ge=1, description="Keys kept in the history.")
+    holdout_fraction: float = Field(
+        default=0.2,
+        gt=0,
+        lt=0.9,
+        description="Newest share of each key's history: never trained on, the promotion "
+        "gate's data.",
+    )
+    epochs: int = Field(default=5, ge=1, le=1000, description="Epochs of a warm-started retrain.")
+    first_epochs: int = Field(
+        default=20, ge=1, le=1000, description="Epochs of the first model (from scratch)."
+    )
+    batch_size: int = Field(default=64, ge=1, le=65_536)
+    threads: int = Field(
+        default=1,
+        ge=1,
+        le=256,
+        description="TensorFlow threads for training, so the forecasters are not starved.",
+    )
+
+
+class ScoringSettings(_Section):
+    """Online accuracy of the served forecasts, and their prediction intervals."""
+
+    window: int = Field(
+        default=1000,
+        ge=10,
+        le=1_000_000,
+        description="Scored forecasts per model version in the sliding MAE/RMSE window; "
+        "also the conformal calibration window.",
+    )
+    coverage: float = Field(
+        default=0.9, gt=0, lt=1, description="Coverage of the prediction intervals."
+    )
+    interval_method: Literal["conformal", "mc_dropout"] = Field(
+        default="conformal",
+        description="conformal: quantile of recent absolute errors; mc_dropout: spread of "
+        "samples with the Dropout(0.2) layer active.",
+    )
+    mc_samples: int = Field(default=30, ge=2, le=1000, description="mc_dropout samples.")
+    min_errors: int = Field(
+        default=30, ge=1, description="Errors needed before conformal intervals are given."
+    )
+
+
 class MetricsSettings(_Section):
     """Prometheus /metrics endpoint."""
 
@@ -295,6 +385,8 @@ class Settings(BaseSettings):
     processing: ProcessingSettings = ProcessingSettings()
     windows: WindowSettings = WindowSettings()
     state: StateSettings = StateSettings()
+    retrain: RetrainSettings = RetrainSettings()
+    scoring: ScoringSettings = ScoringSettings()
     metrics: MetricsSettings = MetricsSettings()
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
