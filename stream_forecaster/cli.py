@@ -24,6 +24,7 @@ from stream_forecaster.simulate import add_parser as add_simulate_parser
 
 if TYPE_CHECKING:
     from stream_forecaster.dataset import TableSpec
+    from stream_forecaster.registry import Registry
 
 log = logging.getLogger("stream_forecaster")
 
@@ -102,10 +103,37 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.set_defaults(handler=_cmd_serve)
 
+    retrain = sub.add_parser(
+        "retrain",
+        parents=[common],
+        help="keep the model fresh: retrain on recent history, promote only if better",
+        description="Read SF_TOPICS__INPUT with its own consumer group "
+        "(SF_RETRAIN__GROUP_ID) into a bounded history per key. Train a first model once "
+        "SF_RETRAIN__MIN_SAMPLES windows are there (it must beat persistence), then "
+        "retrain every SF_RETRAIN__INTERVAL_S seconds, or early when the current model's "
+        "MAE on the newest readings exceeds its validation MAE times "
+        "SF_RETRAIN__DRIFT_FACTOR, warm-starting from the current model. A candidate is "
+        "promoted only if its MAE on the newest held-out windows (never trained on) beats "
+        "the current model's on the same windows: it is then written to the registry "
+        "folder SF_MODEL__PATH and published to SF_TOPICS__MODELS (signed with "
+        "SF_MODEL__SIGNING_SECRET when set), where every serve picks it up. Rejected "
+        "candidates are kept in the registry with the reason. Serves /metrics, /healthz, "
+        "/readyz on SF_METRICS__PORT. SIGTERM or Ctrl-C: stop after the step in progress.",
+        epilog="main settings (environment or --config file):\n"
+        "  SF_RETRAIN__INTERVAL_S, SF_RETRAIN__DRIFT_FACTOR, SF_RETRAIN__MIN_SAMPLES,\n"
+        "  SF_RETRAIN__HISTORY_PER_KEY, SF_RETRAIN__MAX_KEYS, SF_RETRAIN__HOLDOUT_FRACTION,\n"
+        "  SF_RETRAIN__EPOCHS, SF_RETRAIN__FIRST_EPOCHS, SF_RETRAIN__THREADS\n"
+        "  SF_MODEL__PATH, SF_MODEL__NAME, SF_MODEL__FEATURES, SF_MODEL__TARGET,\n"
+        "  SF_MODEL__WINDOW, SF_MODEL__SIGNING_SECRET, SF_TOPICS__MODELS",
+        formatter_class=_Formatter,
+    )
+    retrain.set_defaults(handler=_cmd_retrain)
+
     _add_train_parser(sub, common)
     _add_backtest_parser(sub, common)
     add_simulate_parser(sub, common)
     add_watch_parser(sub, common)
+    _add_models_parser(sub, common)
     return parser
 
 
@@ -270,6 +298,64 @@ def _add_backtest_parser(
     backtest.set_defaults(handler=_cmd_backtest)
 
 
+def _add_models_parser(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
+) -> None:
+    models = sub.add_parser(
+        "models",
+        help="list, promote and roll back model versions in the registry",
+        description="Manage the model versions in the registry folder SF_MODEL__PATH by hand. "
+        "`promote` and `rollback` change the version recorded as current in registry.json "
+        "and publish that bundle to the model topic SF_TOPICS__MODELS under the key "
+        "SF_MODEL__NAME (signed with SF_MODEL__SIGNING_SECRET when set), so every running "
+        "forecaster swaps to it without a restart.",
+        epilog="examples:\n"
+        "  stream-forecaster models list\n"
+        "  stream-forecaster models promote 20260101T000000Z-1a2b3c4d\n"
+        "  stream-forecaster models rollback",
+        formatter_class=_Formatter,
+    )
+    actions = models.add_subparsers(dest="action", metavar="ACTION", required=True)
+    listing = actions.add_parser(
+        "list",
+        parents=[common],
+        help="print every version: created, status, current, holdout MAE, reason",
+        description="Print a table of every model version in the registry folder "
+        "SF_MODEL__PATH, oldest first: version, creation time, status (promoted, rejected, "
+        "candidate), a * on the current one (the one forecasters serve), its MAE on the "
+        "held-out data of the promotion gate when recorded, and why it was rejected. A "
+        "folder without registry.json lists its *.sfmodel files, the newest current.",
+        formatter_class=_Formatter,
+    )
+    listing.set_defaults(handler=_cmd_models_list)
+    promote = actions.add_parser(
+        "promote",
+        parents=[common],
+        help="make VERSION current and publish it to the model topic",
+        description="Publish version VERSION of the registry SF_MODEL__PATH to the model "
+        "topic SF_TOPICS__MODELS (key SF_MODEL__NAME; signed when SF_MODEL__SIGNING_SECRET "
+        "is set, after checking the signature recorded for it), then record it as current "
+        "and append it to the promotion history. Any version can be promoted, a rejected "
+        "one too. Promoting the current version publishes it again. Exit status 2 for an "
+        "unknown version, 1 when Kafka cannot be reached (then nothing changes).",
+        formatter_class=_Formatter,
+    )
+    promote.add_argument("version", metavar="VERSION", help="a version shown by `models list`")
+    promote.set_defaults(handler=_cmd_models_promote)
+    rollback = actions.add_parser(
+        "rollback",
+        parents=[common],
+        help="go back to the version promoted before the current one, and publish it",
+        description="Publish the version promoted before the current one (see the "
+        "promotion history in registry.json) to the model topic SF_TOPICS__MODELS, then "
+        "record it as current; the rolled-back version leaves the history, so a second "
+        "rollback goes one further back. Exit status 2 when there is no previous version, "
+        "1 when Kafka cannot be reached (then nothing changes).",
+        formatter_class=_Formatter,
+    )
+    rollback.set_defaults(handler=_cmd_models_rollback)
+
+
 # -- commands --------------------------------------------------------------------------------
 
 
@@ -298,6 +384,28 @@ def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
     return ForecastService(settings, ServiceMetrics(REGISTRY), stop).run()
+
+
+def _cmd_retrain(args: argparse.Namespace, settings: Settings) -> int:
+    import signal
+    import threading
+
+    from prometheus_client import REGISTRY
+
+    from stream_forecaster.metrics import RetrainMetrics
+    from stream_forecaster.retrain import RetrainWorker
+
+    stop = threading.Event()
+
+    def request_stop(signum: int, _frame: object) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        log.info("%s received: stopping after the step in progress", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    return RetrainWorker(settings, RetrainMetrics(REGISTRY), stop).run()
 
 
 def _cmd_train(args: argparse.Namespace, settings: Settings) -> int:
@@ -338,6 +446,14 @@ def _cmd_train(args: argparse.Namespace, settings: Settings) -> int:
     written = bundle.save(out)
     metrics = bundle.manifest.training.metrics
     print(f"wrote model bundle {written} (version {bundle.version})")
+    secret = settings.model.signing_secret
+    if secret is not None:
+        from stream_forecaster.model_source import SIGNATURE_SUFFIX
+        from stream_forecaster.signing import sign
+
+        sidecar = written.with_name(written.name + SIGNATURE_SUFFIX)
+        sidecar.write_text(sign(written.read_bytes(), secret.get_secret_value()) + "\n")
+        print(f"signed it (SF_MODEL__SIGNING_SECRET): {sidecar}")
     print(
         f"validation MAE {metrics['val_mae']:.4f}, persistence {metrics['val_persistence_mae']:.4f}"
     )
@@ -384,6 +500,135 @@ def _cmd_backtest(args: argparse.Namespace, settings: Settings) -> int:
         }
         args.json.write_text(json.dumps(figures, indent=2) + "\n")
     return 0
+
+
+def _cmd_models_list(args: argparse.Namespace, settings: Settings) -> int:
+    from stream_forecaster.registry import Registry, RegistryError
+
+    try:
+        registry = Registry(settings.model.path)
+        entries = registry.entries()
+        current = registry.current()
+    except RegistryError as exc:
+        return _models_error(args, exc)
+    folder = settings.model.path
+    if not entries:
+        print(f"no model versions in {folder} yet")
+        return 0
+    if not registry.has_manifest():
+        print(f"{folder} has no registry.json: its bundle files, the newest one served")
+    rows = [("", "VERSION", "CREATED", "STATUS", "HOLDOUT_MAE", "REASON")]
+    for entry in entries:
+        mae = entry.metrics.get("holdout_mae")
+        rows.append(
+            (
+                "*" if current is not None and entry.version == current.version else "",
+                entry.version,
+                entry.created_at,
+                entry.status,
+                "" if mae is None else f"{mae:.4f}",
+                entry.reason or "",
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    for row in rows:
+        cells = [cell.ljust(width) for cell, width in zip(row[:-1], widths, strict=True)]
+        print("  ".join([*cells, row[-1]]).rstrip())
+    print(f"current: {current.version if current else 'none'} (* above)")
+    return 0
+
+
+def _cmd_models_promote(args: argparse.Namespace, settings: Settings) -> int:
+    from stream_forecaster.registry import Registry, RegistryError
+
+    try:
+        registry = Registry(settings.model.path)
+        entry = registry.entry(args.version)
+        current = registry.current()
+    except RegistryError as exc:
+        return _models_error(args, exc)
+    if entry.status == "rejected":
+        log.warning("promoting %s, which was rejected: %s", entry.version, entry.reason)
+    status, signature = _publish_version(args, settings, registry, entry.version)
+    if status:
+        return status
+    registry.promote(entry.version, signature=signature)
+    if current is not None and current.version == entry.version:
+        print(f"{entry.version} is already current; published it again to {settings.topics.models}")
+    else:
+        print(
+            f"promoted {entry.version} (was {current.version if current else 'none'}); "
+            f"published to {settings.topics.models}"
+        )
+    return 0
+
+
+def _cmd_models_rollback(args: argparse.Namespace, settings: Settings) -> int:
+    from stream_forecaster.registry import Registry, RegistryError
+
+    try:
+        registry = Registry(settings.model.path)
+        target = registry.previous()
+        current = registry.current()
+    except RegistryError as exc:
+        return _models_error(args, exc)
+    status, signature = _publish_version(args, settings, registry, target.version)
+    if status:
+        return status
+    try:
+        entry = registry.rollback(signature=signature)
+    except RegistryError as exc:
+        return _models_error(args, exc)
+    print(
+        f"rolled back from {current.version if current else 'none'} to {entry.version}; "
+        f"published to {settings.topics.models}"
+    )
+    return 0
+
+
+def _publish_version(
+    args: argparse.Namespace, settings: Settings, registry: Registry, version: str
+) -> tuple[int, str | None]:
+    """Publish ``version``'s exact file bytes to the model topic, signed when a secret is set.
+
+    Returns:
+        The exit status (0, or 1 when Kafka failed; already reported) and the signature
+        published with it.
+
+    Raises:
+        SignatureError: the signature recorded for it does not match (a registry file was
+            swapped); it is not published.
+    """
+    from stream_forecaster.bundle import ModelBundle
+    from stream_forecaster.model_topic import ModelTopicError, publish_bundle
+    from stream_forecaster.signing import sign, verify
+
+    entry = registry.entry(version)
+    data = registry.bundle_bytes(version)
+    bundle = ModelBundle.from_bytes(data, source=str(registry.path / entry.file))
+    secret = settings.model.signing_secret
+    signature = entry.signature
+    if secret is not None:
+        if signature is not None:
+            # A registry file swapped for another bundle must not get signed here.
+            verify(data, signature, secret.get_secret_value())
+        else:
+            signature = sign(data, secret.get_secret_value())
+            log.info("version %s had no signature; signed it now", version)
+    try:
+        publish_bundle(settings, bundle, signature, data=data)
+    except ModelTopicError as exc:
+        print(
+            f"stream-forecaster models {args.action}: error: {exc}; the registry is unchanged",
+            file=sys.stderr,
+        )
+        return 1, signature
+    return 0, signature
+
+
+def _models_error(args: argparse.Namespace, exc: Exception) -> int:
+    print(f"stream-forecaster models {args.action}: error: {exc}", file=sys.stderr)
+    return EXIT_USAGE
 
 
 def _table_spec(

@@ -438,7 +438,7 @@ def _build_series(
         complete = ~np.isnan(values[:, [*feature_idx, target_idx]]).any(axis=1)
         ts, values, observed = ts[complete], values[complete], observed[complete]
     else:
-        values = _forward_fill(values)
+        values = forward_fill(values)
     return Series(
         key=key,
         ts=ts,
@@ -448,7 +448,7 @@ def _build_series(
     )
 
 
-def _forward_fill(values: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+def forward_fill(values: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     """Fill NaN with the last value above it, column by column (leading NaN stay)."""
     n = len(values)
     valid = ~np.isnan(values)

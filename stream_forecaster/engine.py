@@ -69,8 +69,15 @@ class InferenceEngine:
         def infer(x: Any) -> Any:
             return model(x, training=False)
 
+        def infer_with_dropout(x: Any) -> Any:
+            return model(x, training=True)
+
         self._infer = tf.function(
             infer, input_signature=[spec], reduce_retracing=True, jit_compile=jit_compile
+        )
+        # Monte-Carlo dropout samples (prediction intervals); compiled on first use.
+        self._infer_dropout = tf.function(
+            infer_with_dropout, input_signature=[spec], reduce_retracing=True
         )
         started = time.perf_counter()
         size = bucket_size(1)
@@ -108,3 +115,23 @@ class InferenceEngine:
         outputs = np.asarray(self._infer(padded))[:n, 0]
         last_targets = windows[:, -1, self.target_index].astype(np.float64)
         return np.asarray(self._scaling.forecast(outputs, last_targets), dtype=np.float64)
+
+    def dropout_samples(
+        self, windows: npt.NDArray[np.float32], samples: int
+    ) -> npt.NDArray[np.float64]:
+        """Monte-Carlo dropout: ``samples`` forecasts per window with the Dropout(0.2)
+        layer active, in one call; shape ``(batch, samples)``.
+
+        Args:
+            windows: shape ``(batch, window, n_features)``, oldest reading first.
+            samples: forecasts per window.
+        """
+        n = len(windows)
+        if n == 0:
+            return np.empty((0, samples))
+        scaled = self._scaling.scale_inputs(windows).astype(np.float32)
+        tiled = np.repeat(scaled, samples, axis=0)
+        outputs = np.asarray(self._infer_dropout(tiled))[:, 0].reshape(n, samples)
+        last_targets = np.repeat(windows[:, -1, self.target_index].astype(np.float64), samples)
+        values = self._scaling.forecast(outputs.reshape(-1), last_targets)
+        return np.asarray(values, dtype=np.float64).reshape(n, samples)

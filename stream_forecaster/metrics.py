@@ -10,6 +10,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from stream_forecaster.messages import INVALID_REASONS
+from stream_forecaster.scoring import UNSCORED_REASONS
 
 #: Latency buckets in seconds: 1 ms .. 60 s.
 LATENCY_BUCKETS = (
@@ -170,6 +171,71 @@ class ServiceMetrics:
             ["operation"],
             registry=r,
         )
+        # Online accuracy: each forecast is scored when the reading for its time arrives.
+        window = "over the last SF_SCORING__WINDOW scored forecasts of each model version"
+        self.online_mae = Gauge(
+            "sf_online_mae", f"Live MAE of the forecasts, {window}.", ["model_version"], registry=r
+        )
+        self.online_rmse = Gauge(
+            "sf_online_rmse",
+            f"Live RMSE of the forecasts, {window}.",
+            ["model_version"],
+            registry=r,
+        )
+        self.online_persistence_mae = Gauge(
+            "sf_online_persistence_mae",
+            f"MAE of persistence (the last value) on the same points, {window}.",
+            ["model_version"],
+            registry=r,
+        )
+        self.online_skill = Gauge(
+            "sf_online_skill",
+            "1 - MAE / persistence MAE on the same points (above 0: better than persistence).",
+            ["model_version"],
+            registry=r,
+        )
+        self.online_scored = Gauge(
+            "sf_online_scored_forecasts",
+            "Scored forecasts in the sliding window behind the online figures.",
+            ["model_version"],
+            registry=r,
+        )
+        self.interval_coverage = Gauge(
+            "sf_interval_coverage_ratio",
+            "Share of scored forecasts whose actual value fell inside the prediction interval.",
+            ["model_version"],
+            registry=r,
+        )
+        self.online_by_version = (
+            self.online_mae,
+            self.online_rmse,
+            self.online_persistence_mae,
+            self.online_skill,
+            self.online_scored,
+            self.interval_coverage,
+        )
+        self.scored_versions: set[str] = set()
+        self.forecasts_unscored = Counter(
+            "sf_forecasts_unscored",
+            "Forecasts never scored, by reason: no_actual (no reading at their time), "
+            "superseded, overflow, forgotten (key evicted or partition revoked).",
+            ["reason"],
+            registry=r,
+        )
+        self.forecasts_pending = Gauge(
+            "sf_forecasts_pending", "Forecasts waiting for their actual value.", registry=r
+        )
+        self.interval_half_width = Gauge(
+            "sf_interval_half_width",
+            "Half width of the conformal prediction interval, in the target's units.",
+            registry=r,
+        )
+        self.model_bundles_rejected = Counter(
+            "sf_model_bundles_rejected",
+            "Model bundles refused, by reason: unsigned, forged, damaged, incompatible.",
+            ["reason"],
+            registry=r,
+        )
         self.last_poll_timestamp = Gauge(
             "sf_last_poll_timestamp_seconds",
             "Unix time of the last poll of the input topic.",
@@ -188,9 +254,77 @@ class ServiceMetrics:
             self.kafka_recoveries.labels(reason=reason)
         for operation in ("probe", "recovery"):
             self.kafka_errors.labels(operation=operation)
+        for reason in UNSCORED_REASONS:
+            self.forecasts_unscored.labels(reason=reason)
+        for reason in ("unsigned", "forged", "damaged", "incompatible"):
+            self.model_bundles_rejected.labels(reason=reason)
 
     def set_model(self, name: str, version: str) -> None:
         """Record the model now served (only one model_info series is 1)."""
         self.model_info.clear()
         self.model_info.labels(name=name, version=version).set(1)
         self.model_loaded.set(1)
+
+
+class RetrainMetrics:
+    """Every metric of ``stream-forecaster retrain``.
+
+    Args:
+        registry: where the metrics are registered (each test passes its own).
+    """
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        r = registry
+        self.readings = Counter(
+            "sf_retrain_readings", "Input readings added to the retraining history.", registry=r
+        )
+        self.history_keys = Gauge(
+            "sf_retrain_history_keys", "Keys in the retraining history.", registry=r
+        )
+        self.runs = Counter(
+            "sf_retrain_runs",
+            "Retraining runs by outcome: promoted, rejected (by the gate), failed.",
+            ["outcome"],
+            registry=r,
+        )
+        self.triggers = Counter(
+            "sf_retrain_triggers",
+            "Why a retraining started: first (enough history for a first model), schedule, "
+            "drift (live MAE above the validation MAE times the drift factor).",
+            ["reason"],
+            registry=r,
+        )
+        self.duration_seconds = Histogram(
+            "sf_retrain_duration_seconds",
+            "Wall time of a retraining run (training and the gate).",
+            buckets=(1, 5, 10, 30, 60, 120, 300, 600, 1800, 3600),
+            registry=r,
+        )
+        self.samples = Gauge(
+            "sf_retrain_samples",
+            "Windows in the last run, by part: train, validation, holdout.",
+            ["part"],
+            registry=r,
+        )
+        self.holdout_mae = Gauge(
+            "sf_retrain_holdout_mae",
+            "MAE on the last run's held-out data, by model: candidate, current, persistence.",
+            ["model"],
+            registry=r,
+        )
+        self.live_mae = Gauge(
+            "sf_retrain_live_mae",
+            "The current model's MAE on the readings since it was trained (what serve's "
+            "forecasts scored); compared with its validation MAE for drift.",
+            registry=r,
+        )
+        self.last_run_timestamp = Gauge(
+            "sf_retrain_last_run_timestamp_seconds",
+            "Unix time the last retraining run ended.",
+            registry=r,
+        )
+        for outcome in ("promoted", "rejected", "failed"):
+            self.runs.labels(outcome=outcome)
+        for reason in ("first", "schedule", "drift"):
+            self.triggers.labels(reason=reason)

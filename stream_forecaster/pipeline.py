@@ -10,6 +10,7 @@ service can drop (on revoke) and load (on assignment) the windows of whole parti
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
@@ -24,6 +25,7 @@ from stream_forecaster.engine import InferenceEngine
 from stream_forecaster.messages import Forecast, InvalidRecord, check_features, decode_reading
 from stream_forecaster.metrics import ServiceMetrics
 from stream_forecaster.records import InputRecord, OutputRecord
+from stream_forecaster.scoring import OnlineScorer
 from stream_forecaster.settings import Settings
 from stream_forecaster.windows import SnapshotError, WindowStore
 
@@ -54,6 +56,7 @@ class _Pending:
     window_end_ts: int
     forecast_ts: int
     source_timestamp_ms: int
+    persistence: float
 
 
 class BatchProcessor:
@@ -78,6 +81,8 @@ class BatchProcessor:
         self.store: WindowStore | None = None
         self.partition_of: dict[str, int] = {}
         self.changelog_topic = settings.changelog_topic() if settings.state.changelog else None
+        self.scorer = OnlineScorer.from_settings(settings.scoring)
+        self._unscored_seen = dict(self.scorer.unscored)
 
     def use_engine(self, engine: InferenceEngine) -> None:
         """Serve with ``engine`` from the next batch on.
@@ -128,6 +133,7 @@ class BatchProcessor:
         pending: list[_Pending] = []
         windows: list[npt.NDArray[np.float32]] = []
         changed: dict[str, int] = {}
+        actuals: dict[tuple[str, int], float] = {}  # this batch's target values
         for record in records:
             out.offsets[(record.topic, record.partition)] = record.offset + 1
             self.metrics.records.labels(topic=record.topic).inc()
@@ -143,6 +149,10 @@ class BatchProcessor:
                 dtype=np.float32,
                 count=len(features),
             )
+            # The actual value for a forecast held for this (key, ts), if any.
+            actual = float(row[engine.target_index])
+            self.scorer.observe(reading.key, reading.ts, actual)
+            actuals[(reading.key, reading.ts)] = actual
             update = store.update(reading.key, reading.ts, row, now)
             if update.outcome != "appended":
                 self.metrics.readings_ignored.labels(rule=update.outcome).inc()
@@ -151,28 +161,79 @@ class BatchProcessor:
             if update.gap != "none":
                 self.metrics.window_gaps.labels(action=update.gap).inc()
             if update.ready:
-                windows.append(store.window_of(update.slot))
+                window = store.window_of(update.slot)
+                windows.append(window)
                 pending.append(
                     _Pending(
                         key=reading.key,
                         window_end_ts=reading.ts,
                         forecast_ts=reading.ts + store.interval(update.slot),
                         source_timestamp_ms=record.timestamp,
+                        persistence=float(window[-1, engine.target_index]),
                     )
                 )
         if pending:
-            out.forecasts = self._forecast(engine, pending, np.stack(windows))
+            out.forecasts = self._forecast(engine, pending, np.stack(windows), actuals)
         if self.changelog_topic is not None:
             out.changelog = [
                 self._changelog_record(key, partition, store.snapshot(key))
                 for key, partition in changed.items()
             ]
         self.metrics.active_keys.set(len(store))
+        self._export_scores()
         return out
 
     def _changelog_record(self, key: str, partition: int, value: bytes | None) -> OutputRecord:
         assert self.changelog_topic is not None
         return OutputRecord(self.changelog_topic, key.encode(), value, partition=partition)
+
+    def _intervals(
+        self,
+        engine: InferenceEngine,
+        windows: npt.NDArray[np.float32],
+        values: npt.NDArray[np.float64],
+    ) -> tuple[npt.NDArray[np.float64] | None, npt.NDArray[np.float64] | None]:
+        """Prediction interval bounds at the configured coverage (None while the conformal
+        calibration has too few errors)."""
+        s = self.settings.scoring
+        if s.interval_method == "mc_dropout":
+            samples = engine.dropout_samples(windows, s.mc_samples)
+            tail = (1 - s.coverage) / 2
+            low, high = np.quantile(samples, [tail, 1 - tail], axis=1)
+            return np.minimum(low, values), np.maximum(high, values)
+        bounds = self.scorer.intervals(values)
+        return (None, None) if bounds is None else bounds
+
+    def _export_scores(self) -> None:
+        """Online accuracy per model version, unscored counts, calibration."""
+        m, scorer = self.metrics, self.scorer
+        kept = set(scorer.versions())
+        for version in m.scored_versions - kept:
+            for gauge in m.online_by_version:
+                with contextlib.suppress(KeyError):
+                    gauge.remove(version)
+        m.scored_versions = kept
+        for version in kept:
+            stats = scorer.stats(version)
+            if stats is None:
+                continue
+            m.online_mae.labels(version).set(stats.mae)
+            m.online_rmse.labels(version).set(stats.rmse)
+            m.online_persistence_mae.labels(version).set(stats.persistence_mae)
+            m.online_scored.labels(version).set(stats.n)
+            if stats.skill is not None:
+                m.online_skill.labels(version).set(stats.skill)
+            if stats.coverage is not None:
+                m.interval_coverage.labels(version).set(stats.coverage)
+        for reason, count in scorer.unscored.items():
+            delta = count - self._unscored_seen.get(reason, 0)
+            if delta > 0:
+                m.forecasts_unscored.labels(reason=reason).inc(delta)
+        self._unscored_seen = dict(scorer.unscored)
+        m.forecasts_pending.set(scorer.n_pending)
+        half_width = scorer.half_width()
+        if half_width is not None:
+            m.interval_half_width.set(half_width)
 
     # -- state of whole partitions ---------------------------------------------------------
 
@@ -184,6 +245,7 @@ class BatchProcessor:
         for key in gone:
             self.store.drop(key)
             del self.partition_of[key]
+            self.scorer.forget(key)
         self.metrics.active_keys.set(len(self.store))
         return len(gone)
 
@@ -214,15 +276,21 @@ class BatchProcessor:
         engine: InferenceEngine,
         pending: list[_Pending],
         windows: npt.NDArray[np.float32],
+        actuals: dict[tuple[str, int], float],
     ) -> list[OutputRecord]:
         started = time.perf_counter()
         values = engine.forecast(windows)
         self.metrics.inference_seconds.observe(time.perf_counter() - started)
         self.metrics.batch_size.observe(len(pending))
+        lower, upper = self._intervals(engine, windows, values)
         target = engine.bundle.manifest.target
         topic = self.settings.topics.output
         records = []
-        for item, value in zip(pending, values.tolist(), strict=True):
+        for i, (item, value) in enumerate(zip(pending, values.tolist(), strict=True)):
+            low = None if lower is None or not math.isfinite(lower[i]) else float(lower[i])
+            high = None if upper is None or not math.isfinite(upper[i]) else float(upper[i])
+            if low is None or high is None:
+                low = high = None
             if not math.isfinite(value):
                 self.metrics.forecasts_non_finite.inc()
                 log.warning(
@@ -237,9 +305,24 @@ class BatchProcessor:
                 ts=item.forecast_ts,
                 target=target,
                 forecast=value,
+                lower=low,
+                upper=high,
                 model_version=engine.version,
                 window_end_ts=item.window_end_ts,
             )
+            if math.isfinite(item.persistence):
+                self.scorer.expect(
+                    item.key,
+                    item.forecast_ts,
+                    value,
+                    item.persistence,
+                    engine.version,
+                    lower=low,
+                    upper=high,
+                )
+                # Its actual may have come later in this same batch (catching up).
+                if (actual := actuals.get((item.key, item.forecast_ts))) is not None:
+                    self.scorer.observe(item.key, item.forecast_ts, actual)
             records.append(
                 OutputRecord(
                     topic=topic,
@@ -256,6 +339,8 @@ class BatchProcessor:
             return []
         evicted = self.store.evict_idle(self.clock(), self.settings.windows.key_ttl_s)
         partitions = [self.partition_of.pop(key, None) for key in evicted]
+        for key in evicted:
+            self.scorer.forget(key)
         if evicted:
             self.metrics.keys_evicted.inc(len(evicted))
             self.metrics.active_keys.set(len(self.store))

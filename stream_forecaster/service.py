@@ -31,11 +31,12 @@ from kafka.structs import OffsetAndMetadata
 
 from stream_forecaster.broker_probe import BrokerProbe
 from stream_forecaster.changelog import ChangelogError, ChangelogReader, ensure_changelog_topic
-from stream_forecaster.engine import InferenceEngine
 from stream_forecaster.http_server import HttpEndpoints
 from stream_forecaster.kafka_io import make_consumer, make_producer, transactional_id
 from stream_forecaster.metrics import ServiceMetrics
 from stream_forecaster.model_source import ModelSource
+from stream_forecaster.model_swap import EngineBuilder
+from stream_forecaster.model_topic import ModelFollower
 from stream_forecaster.pipeline import BatchOutput, BatchProcessor
 from stream_forecaster.records import OutputRecord
 from stream_forecaster.settings import Settings
@@ -91,7 +92,15 @@ class ForecastService:
         self.metrics = metrics
         self.stop = stop
         self.processor = BatchProcessor(settings, metrics)
-        self.models = ModelSource(settings.model, metrics)
+        self.models = ModelSource(settings.model, metrics, on_reject=self._bundle_rejected)
+        self.builder = EngineBuilder(
+            settings.processing.max_batch,
+            check=self.models.check_fits,
+            on_failure=lambda _bundle, _exc: metrics.model_load_failures.inc(),
+        )
+        self.follower = ModelFollower(
+            settings, on_bundle=self.builder.submit, on_reject=self._follower_rejected
+        )
         self.assignment = _Assignment(metrics)
         self.exactly_once = settings.processing.guarantee == "exactly_once"
         self.changelog: ChangelogReader | None = None
@@ -134,35 +143,54 @@ class ForecastService:
     def run(self) -> int:
         """Serve until :attr:`stop` is set; returns the exit status."""
         self.http.start()
+        self.builder.start()
+        self.follower.start()
         try:
             if not self._wait_for_model():
                 return 0
             return self._serve()
         finally:
+            self.follower.stop()
+            self.builder.stop()
             self.http.stop()
 
     def _wait_for_model(self) -> bool:
         self.metrics.model_loaded.set(0)
+        next_poll = time.monotonic()
         while not self.stop.is_set():
             self._alive_at = time.monotonic()
-            if self._swap_model_if_new():
+            if self._alive_at >= next_poll:
+                self._poll_model_folder()
+                next_poll = self._alive_at + self.settings.processing.model_poll_s
+            if self._swap_if_ready():
                 return True
-            self.stop.wait(self.settings.processing.model_poll_s)
+            self.stop.wait(0.2)
         return False
 
-    def _swap_model_if_new(self) -> bool:
+    def _poll_model_folder(self) -> None:
+        """A new bundle in the model folder goes to the engine builder (off this thread)."""
         bundle = self.models.poll()
-        if bundle is None:
+        if bundle is not None:
+            self.builder.submit(bundle)
+
+    def _swap_if_ready(self) -> bool:
+        """Serve the newest engine built in the background, if there is one (between
+        batches: no record is skipped, none waits for a compile)."""
+        engine = self.builder.take()
+        if engine is None:
             return False
-        try:
-            engine = InferenceEngine(bundle, self.settings.processing.max_batch)
-        except ValueError as exc:  # BundleError included
-            self.metrics.model_load_failures.inc()
-            log.error("cannot serve model %s: %s", bundle.version, exc)
-            return False
+        previous = self.processor.engine.version if self.processor.engine else None
         self.processor.use_engine(engine)
-        self.metrics.set_model(bundle.manifest.name, bundle.version)
+        self.metrics.set_model(engine.bundle.manifest.name, engine.version)
+        log.info("serving model %s (was %s)", engine.version, previous or "none")
         return True
+
+    def _bundle_rejected(self, reason: str, detail: str) -> None:
+        self.metrics.model_bundles_rejected.labels(reason=reason).inc()
+
+    def _follower_rejected(self, reason: str, detail: str) -> None:
+        self.metrics.model_load_failures.inc()
+        self._bundle_rejected(reason, detail)
 
     def _serve(self) -> int:
         settings = self.settings
@@ -220,8 +248,9 @@ class ForecastService:
                 if now >= next_lag:
                     self._update_lag(consumer)
                     next_lag = now + _LAG_EVERY_S
+                self._swap_if_ready()
                 if now >= next_model:
-                    self._swap_model_if_new()
+                    self._poll_model_folder()
                     next_model = now + settings.processing.model_poll_s
         finally:
             log.info("shutting down: leaving the consumer group")

@@ -167,6 +167,16 @@ class ModelSettings(_Section):
         "signs and serve rejects unsigned or forged bundles.",
     )
 
+    @field_validator("signing_secret", mode="before")
+    @classmethod
+    def _blank_secret_is_none(cls, value: object) -> object:
+        # Compose passes an unset secret as "": that means unsigned, not a secret of "".
+        if isinstance(value, str) and not value.strip():
+            return None
+        if isinstance(value, SecretStr) and not value.get_secret_value().strip():
+            return None
+        return value
+
     @field_validator("features", mode="before")
     @classmethod
     def _split_features(cls, value: object) -> object:
@@ -316,7 +326,9 @@ class RetrainSettings(_Section):
     history_per_key: int = Field(
         default=5000, ge=10, description="Newest readings kept per key (bounded memory)."
     )
-    max_keys: int = Field(default=10_000, ge=1, description="Keys kept in the history.")
+    max_keys: int = Field(
+        default=1000, ge=1, description="Keys kept in the history (about 200 KB each)."
+    )
     holdout_fraction: float = Field(
         default=0.2,
         gt=0,

@@ -38,6 +38,10 @@ class TrainOptions:
         holdout: share of all samples (the newest) kept out of training for the backtest.
         target_mode: the model forecasts the next ``"delta"`` of the target or its ``"level"``.
         seed: random seed (weights, dropout, shuffling).
+        damping: with ``"delta"``, shrink the forecast change toward persistence by the
+            factor (0.05 to 1) that minimises the validation MAE, folded into the output
+            scaling (the retraining worker uses it: short trainings on little data often
+            add more noise than signal to the change).
     """
 
     window: int = 24
@@ -49,6 +53,7 @@ class TrainOptions:
     holdout: float = 0.2
     target_mode: TargetMode = "delta"
     seed: int = 42
+    damping: bool = False
 
     def __post_init__(self) -> None:
         checks = {
@@ -155,18 +160,76 @@ def train(
     Raises:
         DataError: too little usable data.
     """
-    keras = import_keras()
-    keras.utils.set_random_seed(options.seed)
     windows = make_windows(table.series, options.window)
     split = split_by_time(windows, options.validation, options.holdout)
     report(
         f"samples: {len(split.train)} train, {len(split.validation)} validation, "
         f"{len(split.holdout)} held out for the backtest"
     )
-    train_rows = split.train.inputs[:, -1, :]
-    scaling = Scaling.fit(
-        train_rows, split.train.targets, split.train.last_targets, options.target_mode
+    all_ts = np.concatenate([s.ts for s in table.series])
+    return fit(
+        split,
+        features=spec.features,
+        target=spec.target,
+        options=options,
+        source=source,
+        table=spec.describe(),
+        series=len(table.series),
+        data_span=(int(all_ts.min()), int(all_ts.max())),
+        categories=table.categories,
+        report=report,
+        print_summary=print_summary,
     )
+
+
+def fit(
+    split: Split,
+    *,
+    features: tuple[str, ...] | list[str],
+    target: str,
+    options: TrainOptions,
+    source: str,
+    initial: ModelBundle | None = None,
+    table: dict[str, object] | None = None,
+    series: int = 0,
+    data_span: tuple[int, int] | None = None,
+    categories: dict[str, tuple[str, ...]] | None = None,
+    name: str = "default",
+    report: Callable[[str], None] = log.info,
+    print_summary: Callable[[str], None] | None = None,
+) -> ModelBundle:
+    """Train on ``split.train`` (early stopping on ``split.validation``) and bundle it.
+
+    Args:
+        split: the samples; ``split.holdout`` is never touched.
+        features: feature names in model order.
+        target: the forecast feature.
+        options: training knobs (``window`` must match the samples).
+        source: where the data came from, recorded in the bundle.
+        initial: warm start: continue from this bundle's weights and keep its scaling
+            (a retrain); ``None`` trains from scratch and fits the scaling.
+        table: how the data was read, recorded in the bundle.
+        series: number of series, recorded.
+        data_span: first and last reading time, recorded.
+        categories: categorical encodings, recorded.
+        name: the model name.
+        report: receives one progress line per epoch and a final summary.
+        print_summary: receives the Keras model summary, line by line.
+    """
+    keras = import_keras()
+    keras.utils.set_random_seed(options.seed)
+    if initial is None:
+        scaling = Scaling.fit(
+            split.train.inputs[:, -1, :],
+            split.train.targets,
+            split.train.last_targets,
+            options.target_mode,
+        )
+        model = build_model(options.window, len(features), learning_rate=options.learning_rate)
+    else:
+        scaling = initial.manifest.scaling
+        model = build_model(options.window, len(features), learning_rate=options.learning_rate)
+        model.set_weights(list(initial.weights))
 
     def xy(w: Windows) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
         x = scaling.scale_inputs(w.inputs)
@@ -175,7 +238,6 @@ def train(
 
     x_train, y_train = xy(split.train)
     x_val, y_val = xy(split.validation)
-    model = build_model(options.window, len(spec.features), learning_rate=options.learning_rate)
     if print_summary is not None:
         model.summary(print_fn=lambda line, *args, **kwargs: print_summary(line))
     stopper = keras.callbacks.EarlyStopping(
@@ -193,19 +255,20 @@ def train(
         verbose=0,
     )
     epochs_run = len(history.history["loss"])
+    if options.damping and options.target_mode == "delta":
+        scaling = _damped(model, scaling, split.validation, report)
     metrics = _validation_metrics(model, scaling, split.validation)
     report(
         f"trained {epochs_run} epochs in {time.monotonic() - started:.0f}s; validation "
         f"MAE {metrics['val_mae']:.4f} (persistence {metrics['val_persistence_mae']:.4f})"
     )
-    all_ts = np.concatenate([s.ts for s in table.series])
     info = TrainingInfo(
         created_at=utc_now_iso(),
         source=source,
-        table=spec.describe(),
-        series=len(table.series),
-        data_start_ts=int(all_ts.min()),
-        data_end_ts=int(all_ts.max()),
+        table=table or {},
+        series=series,
+        data_start_ts=data_span[0] if data_span else None,
+        data_end_ts=data_span[1] if data_span else None,
         holdout_from_ts=split.holdout_from_ts,
         samples={
             "train": len(split.train),
@@ -218,12 +281,13 @@ def train(
     )
     return ModelBundle.from_model(
         model,
-        features=spec.features,
-        target=spec.target,
+        features=features,
+        target=target,
         window=options.window,
         scaling=scaling,
         training=info,
-        categories=table.categories,
+        categories=categories,
+        name=name,
     )
 
 
@@ -265,3 +329,27 @@ def _validation_metrics(model: Any, scaling: Scaling, validation: Windows) -> di
         "val_rmse": errors.rmse,
         "val_persistence_mae": errors.persistence_mae,
     }
+
+
+def _damped(
+    model: Any, scaling: Scaling, validation: Windows, report: Callable[[str], None]
+) -> Scaling:
+    """``scaling`` with the forecast change multiplied by the factor that minimises the
+    validation MAE (1 keeps it as trained)."""
+    outputs = model.predict(scaling.scale_inputs(validation.inputs), batch_size=2048, verbose=0)
+    change = outputs[:, 0].astype(np.float64) * scaling.target_std + scaling.target_mean
+    factors = np.linspace(0.05, 1.0, 20)
+    mae = [
+        float(np.abs(validation.last_targets + f * change - validation.targets).mean())
+        for f in factors
+    ]
+    best = float(factors[int(np.argmin(mae))])
+    if best < 1.0:
+        report(f"damping the forecast change by {best:.2f} (validation MAE {min(mae):.4f})")
+        return scaling.model_copy(
+            update={
+                "target_mean": scaling.target_mean * best,
+                "target_std": scaling.target_std * best,
+            }
+        )
+    return scaling

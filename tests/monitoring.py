@@ -1,13 +1,17 @@
-"""What serve exports, and what the dashboard and the alerts ask of it: shared by the
-structural tests (test_deploy_manifests.py) and the live Prometheus test
-(test_monitoring_live.py).
+"""What serve and retrain export, and what the dashboard and the alerts ask of it: shared
+by the structural tests (test_deploy_manifests.py, test_prometheus_rules.py) and the live
+Prometheus test (test_monitoring_live.py).
 
-Everything about the exported metrics is read from :class:`ServiceMetrics` on a fresh
-registry, never listed by hand, so that a metric added to metrics.py is checked at once.
+Everything about the exported metrics is read from the metrics classes of
+``stream_forecaster.metrics`` (:data:`EXPORTERS`: :class:`ServiceMetrics` for ``serve``,
+:class:`RetrainMetrics` for ``retrain``) on a fresh registry, never listed by hand, so that a
+metric added to metrics.py is checked at once.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 import re
 from dataclasses import dataclass
@@ -17,13 +21,25 @@ from typing import Any
 import yaml
 from prometheus_client import CollectorRegistry
 
-from stream_forecaster.metrics import ServiceMetrics
+from stream_forecaster import metrics as metrics_module
+from stream_forecaster.metrics import RetrainMetrics, ServiceMetrics
 
 REPO = Path(__file__).resolve().parents[1]
 GRAFANA = REPO / "deploy" / "grafana"
 DASHBOARD = GRAFANA / "dashboards" / "stream-forecaster.json"
 DATASOURCES = GRAFANA / "provisioning" / "datasources" / "prometheus.yml"
 ALERTS = REPO / "deploy" / "prometheus" / "alerts.yml"
+
+#: The metrics class of each process that serves /metrics (a CLI command). Every
+#: ``...Metrics`` class of stream_forecaster.metrics must be here (a test checks it).
+EXPORTERS: dict[str, type[ServiceMetrics] | type[RetrainMetrics]] = {
+    "serve": ServiceMetrics,
+    "retrain": RetrainMetrics,
+}
+
+#: The Prometheus scrape job of each exporter (deploy/prometheus/prometheus.yml; the alerts'
+#: ``up{job=...}`` selectors use these names).
+SCRAPE_JOBS = {"serve": "stream-forecaster", "retrain": "stream-forecaster-retrain"}
 
 #: Series that Prometheus itself makes, which the dashboard and alerts may use as well.
 PROMETHEUS_SERIES = frozenset({"up"})
@@ -39,11 +55,21 @@ GRAFANA_TEST_VALUES = {
 }
 
 
+def metrics_classes() -> set[type]:
+    """Every metrics class that stream_forecaster.metrics defines (``...Metrics``)."""
+    return {
+        cls
+        for name, cls in inspect.getmembers(metrics_module, inspect.isclass)
+        if cls.__module__ == metrics_module.__name__ and name.endswith("Metrics")
+    }
+
+
 @dataclass(frozen=True)
 class MetricFamily:
-    """One metric serve exports.
+    """One metric that serve or retrain exports.
 
     Attributes:
+        exporter: the process that exports it (a key of :data:`EXPORTERS`).
         name: the family name (``sf_records`` for the counter ``sf_records_total``).
         type: counter, gauge or histogram.
         documentation: its help text.
@@ -51,6 +77,7 @@ class MetricFamily:
         series: every sample name it can produce (``_total``, ``_bucket``... included).
     """
 
+    exporter: str
     name: str
     type: str
     documentation: str
@@ -63,35 +90,56 @@ class MetricFamily:
         return f"{self.name}_total" if self.type == "counter" else self.name
 
 
-def exported_families() -> list[MetricFamily]:
-    """Every metric of :class:`ServiceMetrics`, with a child per labelled metric so that its
-    samples show."""
-    registry = CollectorRegistry()
-    metrics = ServiceMetrics(registry)
-    for metric in vars(metrics).values():
-        label_names = getattr(metric, "_labelnames", ())
-        if label_names:
-            metric.labels(*["x"] * len(label_names))
-    families = []
-    for family in registry.collect():
-        labels: set[str] = set()
-        for sample in family.samples:
-            labels |= set(sample.labels) - {"le"}
-        families.append(
-            MetricFamily(
-                name=family.name,
-                type=family.type,
-                documentation=family.documentation,
-                labels=tuple(sorted(labels)),
-                series=frozenset(s.name for s in family.samples),
-            )
-        )
-    assert families, "ServiceMetrics registered no metric"
+def exported_families(exporter: str | None = None) -> list[MetricFamily]:
+    """Every metric of ``exporter``'s metrics class (all of :data:`EXPORTERS` when None)."""
+    families = [f for f in _all_families() if exporter in (None, f.exporter)]
+    assert families, f"no exporter {exporter!r}"
     return families
 
 
-def exported_series_names() -> set[str]:
-    return {name for family in exported_families() for name in family.series}
+@functools.cache
+def _all_families() -> tuple[MetricFamily, ...]:
+    """The families of every exporter, each class on a fresh registry with a child per
+    labelled metric so that its samples show."""
+    families = []
+    for name, cls in EXPORTERS.items():
+        registry = CollectorRegistry()
+        metrics = cls(registry)
+        for metric in vars(metrics).values():
+            label_names = getattr(metric, "_labelnames", ())
+            if label_names:
+                metric.labels(*["x"] * len(label_names))
+        found = []
+        for family in registry.collect():
+            labels: set[str] = set()
+            for sample in family.samples:
+                labels |= set(sample.labels) - {"le"}
+            found.append(
+                MetricFamily(
+                    exporter=name,
+                    name=family.name,
+                    type=family.type,
+                    documentation=family.documentation,
+                    labels=tuple(sorted(labels)),
+                    series=frozenset(s.name for s in family.samples),
+                )
+            )
+        assert found, f"{cls.__name__} registered no metric"
+        families.extend(found)
+    return tuple(families)
+
+
+def exported_series_names(exporter: str | None = None) -> set[str]:
+    """Every sample name ``exporter`` (all when None) can produce (``_total``, ``_bucket``,
+    ``_sum``, ``_count``... included)."""
+    return {name for family in exported_families(exporter) for name in family.series}
+
+
+def exporter_of(series_name: str) -> str:
+    """The exporter whose metrics produce ``series_name``."""
+    found = {f.exporter for f in exported_families() if series_name in f.series}
+    assert len(found) == 1, f"{series_name} is exported by {sorted(found) or 'nothing'}"
+    return found.pop()
 
 
 _KEYWORDS = frozenset(

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -194,3 +195,171 @@ def test_damaged_bundle_fails_with_checksum_error(small_beijing: Path, tmp_path:
     result = run("backtest", "--csv", str(small_beijing), "--model", str(damaged))
     assert result.returncode == 2
     assert "failed its checksum" in result.stderr
+
+
+# -- models: list, promote, rollback (registry folder + model topic) -----------------------------
+
+MODELS_SECRET = "cli-models-secret"
+
+
+@pytest.mark.parametrize(
+    ("command", "expected"),
+    [
+        (("models",), ["list", "promote", "rollback", "SF_TOPICS__MODELS", "SF_MODEL__NAME"]),
+        (("models", "list"), ["SF_MODEL__PATH", "current", "MAE", "rejected", "--config"]),
+        (("models", "promote"), ["VERSION", "SF_MODEL__SIGNING_SECRET", "history", "--config"]),
+        (("models", "rollback"), ["previous", "SF_TOPICS__MODELS", "history", "--config"]),
+    ],
+)
+def test_models_help_explains_each_action(command: tuple[str, ...], expected: list[str]) -> None:
+    result = run(*command, "--help")
+    assert result.returncode == 0, result.stderr
+    for word in expected:
+        assert word in result.stdout
+
+
+def _model_records(bootstrap: str, topic: str) -> list[Any]:
+    """Every record on the model topic, oldest first."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
+    try:
+        tp = TopicPartition(topic, 0)
+        consumer.assign([tp])
+        consumer.seek_to_beginning(tp)
+        end = consumer.end_offsets([tp])[tp]
+        records: list[Any] = []
+        while consumer.position(tp) < end:
+            for batch in consumer.poll(timeout_ms=500).values():
+                records.extend(batch)
+        return records
+    finally:
+        consumer.close(autocommit=False)
+
+
+@pytest.mark.kafka
+def test_models_list_promote_and_rollback(
+    kafka_bootstrap: str, new_topic: Callable[..., str], tmp_path: Path
+) -> None:
+    from stream_forecaster.registry import Registry
+    from stream_forecaster.signing import sign, verify
+    from tests.bundles import untrained_bundle
+
+    v1, v2, v3 = (untrained_bundle(seed=s, created_at=f"2026-04-0{s}T00:00:00Z") for s in (1, 2, 3))
+    registry = Registry(tmp_path / "models")
+    registry.add(
+        v1,
+        status="promoted",
+        metrics={"holdout_mae": 1.5, "persistence_mae": 2.0},
+        signature=sign(v1.to_bytes(), MODELS_SECRET),
+    )
+    registry.add(v2, status="rejected", reason="holdout MAE 2.1000 >= current 1.5000")
+    registry.add(v3, status="candidate", metrics={"holdout_mae": 1.25})
+    topic = new_topic(1, **{"cleanup.policy": "compact"})
+    env = {
+        "SF_MODEL__PATH": str(tmp_path / "models"),
+        "SF_KAFKA__BOOTSTRAP_SERVERS": kafka_bootstrap,
+        "SF_TOPICS__MODELS": topic,
+        "SF_MODEL__NAME": "pm25",
+        "SF_MODEL__SIGNING_SECRET": MODELS_SECRET,
+    }
+
+    listed = run("models", "list", env=env)
+    assert listed.returncode == 0, listed.stderr
+    lines = listed.stdout.splitlines()
+    assert lines[0].split() == ["VERSION", "CREATED", "STATUS", "HOLDOUT_MAE", "REASON"]
+    assert lines[1].split() == [
+        "*",
+        v1.version,
+        "2026-04-01T00:00:00Z",
+        "promoted",
+        "1.5000",
+    ]
+    assert lines[2].split()[:3] == [v2.version, "2026-04-02T00:00:00Z", "rejected"]
+    assert lines[2].endswith("holdout MAE 2.1000 >= current 1.5000")
+    assert lines[3].split() == [v3.version, "2026-04-03T00:00:00Z", "candidate", "1.2500"]
+    assert f"current: {v1.version}" in listed.stdout
+
+    promoted = run("models", "promote", v3.version, env=env)
+    assert promoted.returncode == 0, promoted.stderr
+    assert f"promoted {v3.version} (was {v1.version})" in promoted.stdout
+    current = registry.current()
+    assert current is not None and current.version == v3.version
+    assert registry.history() == [v1.version, v3.version]
+    v3_bytes = registry.bundle_bytes(v3.version)
+    assert current.signature == sign(v3_bytes, MODELS_SECRET)  # signed by the command
+    record = _model_records(kafka_bootstrap, topic)[-1]
+    headers = dict(record.headers)
+    assert record.key == b"pm25"
+    assert record.value == v3_bytes
+    assert headers["sf.version"] == v3.version.encode()
+    verify(record.value, headers["sf.signature"].decode(), MODELS_SECRET)
+
+    rolled = run("models", "rollback", env=env)
+    assert rolled.returncode == 0, rolled.stderr
+    assert f"rolled back from {v3.version} to {v1.version}" in rolled.stdout
+    current = registry.current()
+    assert current is not None and current.version == v1.version
+    records = _model_records(kafka_bootstrap, topic)
+    assert len(records) == 2
+    assert dict(records[-1].headers)["sf.version"] == v1.version.encode()
+    verify(records[-1].value, dict(records[-1].headers)["sf.signature"].decode(), MODELS_SECRET)
+
+    again = run("models", "rollback", env=env)
+    assert again.returncode == 2
+    assert "no previous version" in again.stderr and v1.version in again.stderr
+
+    unknown = run("models", "promote", "20990101T000000Z-deadbeef", env=env)
+    assert unknown.returncode == 2
+    assert "no version '20990101T000000Z-deadbeef'" in unknown.stderr
+    for bundle in (v1, v2, v3):
+        assert bundle.version in unknown.stderr
+
+    # A registry file swapped for another bundle fails its recorded signature: not published.
+    registry.promote(v2.version, signature=sign(v2.to_bytes(), MODELS_SECRET))
+    registry.rollback()
+    (tmp_path / "models" / f"{v2.version}.sfmodel").write_bytes(v3_bytes)
+    forged = run("models", "promote", v2.version, env=env)
+    assert forged.returncode == 2
+    assert "forged" in forged.stderr
+    assert len(_model_records(kafka_bootstrap, topic)) == 2
+    current = registry.current()
+    assert current is not None and current.version == v1.version
+
+
+def test_models_on_an_empty_registry(tmp_path: Path) -> None:
+    env = {"SF_MODEL__PATH": str(tmp_path / "models")}
+    listed = run("models", "list", env=env)
+    assert listed.returncode == 0, listed.stderr
+    assert "no model versions" in listed.stdout
+
+    promoted = run("models", "promote", "20260101T000000Z-00000000", env=env)
+    assert promoted.returncode == 2
+    assert "no version '20260101T000000Z-00000000'" in promoted.stderr
+    assert "it holds: none" in promoted.stderr
+
+    rolled = run("models", "rollback", env=env)
+    assert rolled.returncode == 2
+    assert "is empty" in rolled.stderr
+    assert not (tmp_path / "models").exists()  # reading wrote nothing
+
+
+def test_models_promote_without_kafka_changes_nothing(tmp_path: Path) -> None:
+    from stream_forecaster.registry import Registry
+    from tests.bundles import untrained_bundle
+    from tests.kafka_broker import free_port
+
+    registry = Registry(tmp_path)
+    v1, v2 = (untrained_bundle(seed=s, created_at=f"2026-05-0{s}T00:00:00Z") for s in (1, 2))
+    registry.add(v1, status="promoted")
+    registry.add(v2)
+    env = {
+        "SF_MODEL__PATH": str(tmp_path),
+        "SF_KAFKA__BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}",
+    }
+    result = run("models", "promote", v2.version, env=env)
+    assert result.returncode == 1
+    assert "cannot reach the Kafka brokers" in result.stderr
+    assert "registry is unchanged" in result.stderr
+    current = registry.current()
+    assert current is not None and current.version == v1.version

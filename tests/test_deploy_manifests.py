@@ -3,8 +3,8 @@
 docker-compose.yml (with .env), deploy/docker/Dockerfile, deploy/k8s/, and the Grafana
 provisioning and dashboard: every command is one the CLI parses, every SF_ variable a setting
 the settings model accepts, every probe and healthcheck on the metrics port, every volume
-and dependency declared, and every dashboard query names only metrics that serve exports.
-No Docker engine or Kubernetes cluster is needed (this machine has neither).
+and dependency declared, and every dashboard query names only metrics that serve or retrain
+export. No Docker engine or Kubernetes cluster is needed (this machine has neither).
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from stream_forecaster.settings import (
     CONFIG_FILE_ENV,
     ENV_NESTED_DELIMITER,
     ENV_PREFIX,
+    ScoringSettings,
     Settings,
     load_settings,
 )
@@ -41,11 +42,13 @@ from tests.monitoring import (
     GRAFANA,
     PROMETHEUS_SERIES,
     REPO,
+    SCRAPE_JOBS,
     alert_rules,
     dashboard,
     dashboard_panels,
     exported_families,
     exported_series_names,
+    exporter_of,
     metric_names,
     panel_expressions,
     variable_expressions,
@@ -279,14 +282,17 @@ def mounts(service: dict[str, Any]) -> list[tuple[str, str, bool]]:
 
 def test_compose_runs_the_whole_demo() -> None:
     found = services()
-    for name in ("kafka", "kafka-init", "train", "serve", "simulate", "prometheus", "grafana"):
+    for name in (
+        *("kafka", "kafka-init", "train", "serve", "retrain", "simulate"),
+        *("prometheus", "grafana"),
+    ):
         assert name in found, f"docker-compose.yml has no {name} service"
     assert found["kafka"]["image"].startswith("apache/kafka:4.")
     assert found["kafka-init"]["image"] == found["kafka"]["image"]
     assert found["prometheus"]["image"].startswith("prom/prometheus:")
     assert found["grafana"]["image"].startswith("grafana/grafana:")
     ours = our_services()
-    assert {"train", "serve", "simulate"} <= set(ours)
+    assert {"train", "serve", "retrain", "simulate"} <= set(ours)
     for name, service in ours.items():
         build = service["build"]
         assert (REPO / build["context"]).resolve() == REPO, name
@@ -323,6 +329,7 @@ def test_compose_commands_are_real_cli_commands() -> None:
             check_repo_paths(args, f"service {name}")
             commands[name] = args.command
     assert commands["serve"] == "serve"
+    assert commands["retrain"] == "retrain"
     assert commands["train"] == "train"
     assert commands["simulate"] == "simulate"
 
@@ -333,7 +340,11 @@ def test_compose_bootstrap_model_and_feed_use_the_models_volume() -> None:
     args = parse_cli(train, "train")
     assert ("models", str(args.out), False) in mounts(found["train"]), "train writes the volume"
     assert ("models", str(args.out), True) in mounts(found["serve"]), "serve reads it"
-    assert check_settings(environment(found["serve"]), "serve").model.path == args.out
+    assert ("models", str(args.out), False) in mounts(found["retrain"]), "retrain writes it"
+    for name in ("serve", "retrain"):
+        settings = check_settings(environment(found[name]), name)
+        assert settings.model.path == args.out, name
+        assert settings.model.name == args.name, f"{name} follows the bootstrap model's name"
     script = found["train"]["command"][0]
     assert f"ls {args.out}/*.sfmodel" in script, "train only when the volume holds no bundle"
     (simulate,) = cli_calls([], as_list(found["simulate"]["command"]))
@@ -372,28 +383,73 @@ def test_compose_kafka_is_one_kraft_node_with_the_topics() -> None:
     script = " ".join(as_list(found["kafka-init"]["command"]))
     created = set(re.findall(r"--topic\s+(\S+)", script))
     topics = settings.topics
-    assert created == {topics.input, topics.output, topics.dead_letter}
+    assert created == {topics.input, topics.output, topics.dead_letter, topics.models}
     assert "--if-not-exists" in script
+    for line in script.splitlines():
+        (topic,) = re.findall(r"--topic\s+(\S+)", line) or [None]
+        if topic == topics.models:
+            assert "--config cleanup.policy=compact" in line, "the model topic is compacted"
+        elif topic is not None:
+            assert "cleanup.policy" not in line, f"{topic} keeps every record: {line}"
     assert depends_on(found["kafka-init"]) == {"kafka": "service_healthy"}
+
+
+def check_metrics_health_check(service: dict[str, Any], name: str) -> None:
+    """The metrics port exposed to the other containers, and a healthcheck on /healthz."""
+    port = check_settings(environment(service), name).metrics.port
+    assert str(port) in [str(p) for p in service.get("expose", [])], name
+    test = " ".join(as_list(service["healthcheck"]["test"]))
+    assert f"http://127.0.0.1:{port}/healthz" in test, name
+    assert "urllib.request" in test, f"{name}: the slim image has no curl"
+    assert as_list(service["healthcheck"]["test"])[0] in ("CMD", "CMD-SHELL"), name
 
 
 def test_compose_serve_scales_and_has_a_health_check() -> None:
     serve = services()["serve"]
     assert "container_name" not in serve, "a fixed name prevents --scale serve=N"
     assert "ports" not in serve, "a fixed host port prevents --scale serve=N"
-    port = check_settings(environment(serve), "serve").metrics.port
-    assert str(port) in [str(p) for p in serve.get("expose", [])]
-    test = " ".join(as_list(serve["healthcheck"]["test"]))
-    assert f"http://127.0.0.1:{port}/healthz" in test
-    assert "urllib.request" in test, "the slim image has no curl"
-    assert as_list(serve["healthcheck"]["test"])[0] in ("CMD", "CMD-SHELL")
+    check_metrics_health_check(serve, "serve")
     assert depends_on(serve) == {"kafka-init": "service_completed_successfully"}
+
+
+def test_compose_retrain_worker() -> None:
+    found = services()
+    retrain, serve = found["retrain"], found["serve"]
+    check_metrics_health_check(retrain, "retrain")
+    assert "ports" not in retrain, "Prometheus reaches it inside the Compose network"
+    assert depends_on(retrain) == {
+        "kafka-init": "service_completed_successfully",
+        "train": "service_completed_successfully",
+    }, "retrain starts from the bootstrap model"
+    assert retrain.get("restart") == "unless-stopped"
+    worker = check_settings(environment(retrain), "retrain")
+    forecaster = check_settings(environment(serve), "serve")
+    assert worker.topics == forecaster.topics, "the same input and model topics"
+    assert worker.retrain.group_id != forecaster.processing.group_id, "its own consumer group"
+    assert worker.retrain.threads == 1, "training leaves the CPU to serve"
+    assert 60 <= worker.retrain.interval_s <= 3600, "a demo sees a few retrainings"
+    env, serve_env = environment(retrain), environment(serve)
+    secret = "SF_MODEL__SIGNING_SECRET"
+    assert env[secret] == serve_env[secret], "retrain signs with the key serve checks with"
+    assert not worker.model.signing_secret, "the demo's default is unsigned bundles"
+    assert not forecaster.model.signing_secret
+    assert secret not in environment(found["simulate"]), "only those that need the secret"
+
+
+def test_compose_signing_secret_comes_from_the_env_file_empty() -> None:
+    """The secret is a Compose variable (set it in the shell), never written in a file."""
+    compose_text = COMPOSE.read_text()
+    (variable,) = set(re.findall(r"SF_MODEL__SIGNING_SECRET:\s*\$\{(\w+):-\}", compose_text))
+    assert compose_text.count("SF_MODEL__SIGNING_SECRET:") == len(
+        re.findall(r"SF_MODEL__SIGNING_SECRET:\s*\$\{\w+:-\}", compose_text)
+    ), "every SF_MODEL__SIGNING_SECRET is the variable, empty by default"
+    assert dot_env()[variable] == "", f".env must not hold a {variable}"
 
 
 def test_compose_healthchecks_dependencies_and_volumes() -> None:
     data = compose()
     found = data["services"]
-    for name in ("kafka", "serve", "prometheus", "grafana"):
+    for name in ("kafka", "serve", "retrain", "prometheus", "grafana"):
         assert as_list(found[name].get("healthcheck", {}).get("test")), f"{name}: healthcheck"
     one_shot = {name for name, s in found.items() if s.get("restart") == "no"}
     assert {"kafka-init", "train"} <= one_shot
@@ -416,7 +472,7 @@ def test_compose_healthchecks_dependencies_and_volumes() -> None:
     assert set(data["volumes"]) <= used, "declared volumes that nothing mounts"
 
 
-def test_compose_prometheus_scrapes_every_serve_replica() -> None:
+def test_compose_prometheus_scrapes_every_serve_replica_and_retrain() -> None:
     found = services()
     prometheus = found["prometheus"]
     targets = {target: source for source, target, _ in mounts(prometheus)}
@@ -428,10 +484,17 @@ def test_compose_prometheus_scrapes_every_serve_replica() -> None:
         mounted = str(PurePosixPath(config_path).parent / rule_file)
         assert mounted in targets, f"{rule_file} is not mounted next to prometheus.yml"
         assert (REPO / targets[mounted]).resolve() == (REPO / "deploy/prometheus/alerts.yml")
+    jobs = {j["job_name"]: j for j in config["scrape_configs"]}
     port = check_settings(environment(found["serve"]), "serve").metrics.port
-    (job,) = [j for j in config["scrape_configs"] if j["job_name"] == "stream-forecaster"]
+    job = jobs[SCRAPE_JOBS["serve"]]
     (sd,) = job["dns_sd_configs"]
     assert sd["names"] == ["serve"] and sd["type"] == "A" and sd["port"] == port
+    assert job.get("metrics_path", "/metrics") == "/metrics"
+    # One retrain worker: a static target (up == 0 when it is gone, for RetrainDown).
+    port = check_settings(environment(found["retrain"]), "retrain").metrics.port
+    job = jobs[SCRAPE_JOBS["retrain"]]
+    (static,) = job["static_configs"]
+    assert static["targets"] == [f"retrain:{port}"], "the compose service's DNS name and port"
     assert job.get("metrics_path", "/metrics") == "/metrics"
 
 
@@ -453,13 +516,6 @@ def test_compose_grafana_is_provisioned() -> None:
     scrape_interval = yaml.safe_load(PROMETHEUS_CONFIG.read_text())["global"]["scrape_interval"]
     assert datasource["jsonData"]["timeInterval"] == scrape_interval, "for $__rate_interval"
     assert depends_on(grafana) == {"prometheus": "service_healthy"}
-
-
-def test_compose_mentions_the_retraining_worker_to_come() -> None:
-    text = COMPOSE.read_text()
-    assert "retrain" in text and "#5" in text
-    if "retrain" in services():  # when it lands, it must be a real command
-        assert "retrain" in our_services()
 
 
 # -- the image -----------------------------------------------------------------------------
@@ -613,6 +669,17 @@ def k8s_object(kind: str) -> dict[str, Any]:
     return found
 
 
+def k8s_deployments() -> dict[str, dict[str, Any]]:
+    """The Deployments by their ``app.kubernetes.io/component`` label."""
+    found = {}
+    for _, obj in k8s_objects():
+        if obj["kind"] == "Deployment":
+            component = obj["metadata"]["labels"]["app.kubernetes.io/component"]
+            assert component not in found, f"two Deployments of {component}"
+            found[component] = obj
+    return found
+
+
 def test_kustomization_lists_every_manifest_and_none_names_a_namespace() -> None:
     kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text())
     assert kustomization["kind"] == "Kustomization"
@@ -624,8 +691,11 @@ def test_kustomization_lists_every_manifest_and_none_names_a_namespace() -> None
     for name, obj in k8s_objects():
         assert "namespace" not in obj["metadata"], f"{name} names a namespace"
     images = {i["name"] for i in kustomization.get("images", [])}
-    containers = k8s_object("Deployment")["spec"]["template"]["spec"]["containers"]
-    assert {c["image"].split(":")[0] for c in containers} <= images
+    deployments = k8s_deployments()
+    assert set(deployments) == {"serve", "retrain"}
+    for component, deployment in deployments.items():
+        containers = deployment["spec"]["template"]["spec"]["containers"]
+        assert {c["image"].split(":")[0] for c in containers} <= images, component
 
 
 def secret_example_names() -> list[str]:
@@ -639,26 +709,36 @@ def test_k8s_settings_are_accepted_by_the_settings_model() -> None:
     secret_data = {**(secret.get("stringData") or {}), **(secret.get("data") or {})}
     examples = secret_example_names()
     assert examples, "secret.yaml documents which settings belong in it"
+    assert "SF_MODEL__SIGNING_SECRET" in examples, "the model-signing secret is a secret"
     unknown = [n for n in [*config, *secret_data, *examples] if not is_setting(n)]
     assert not unknown, f"not settings of stream-forecaster: {unknown}"
     check_settings({**dockerfile_env(), **config}, "ConfigMap")
-    assert "PASSWORD" not in " ".join(config), "passwords belong in the Secret"
+    for secret_word in ("PASSWORD", "SECRET"):
+        assert secret_word not in " ".join(config), "secrets belong in the Secret"
 
 
-def test_k8s_serve_deployment() -> None:
-    deployment = k8s_object("Deployment")
+def check_k8s_deployment(component: str) -> tuple[dict[str, Any], Settings]:
+    """What every Deployment needs: the CLI command of its component, the settings from the
+    ConfigMap and the Secret, the signing secret by secretKeyRef, probes on the metrics port,
+    scrape annotations, resources, a non-root user, declared volumes and the model folder.
+    Returns its container and its settings."""
+    deployment = k8s_deployments()[component]
     config_map = k8s_object("ConfigMap")
     secret = k8s_object("Secret")
     settings = check_settings({**dockerfile_env(), **config_map["data"]}, "ConfigMap")
     spec = deployment["spec"]
-    assert spec["replicas"] == 2
     template = spec["template"]
     assert spec["selector"]["matchLabels"].items() <= template["metadata"]["labels"].items()
+    for other, obj in k8s_deployments().items():
+        if other != component:
+            selector = spec["selector"]["matchLabels"].items()
+            labels = obj["spec"]["template"]["metadata"]["labels"].items()
+            assert not selector <= labels, f"{component}'s selector also takes {other}'s pods"
     pod = template["spec"]
     (container,) = pod["containers"]
     command = as_list(container.get("command")) or dockerfile_entrypoint()
     (argv,) = cli_calls(command, as_list(container.get("args")))
-    assert parse_cli(argv, "Deployment").command == "serve"
+    assert parse_cli(argv, f"{component} Deployment").command == component
 
     refs = {
         ("configMap", e["configMapRef"]["name"])
@@ -670,14 +750,22 @@ def test_k8s_serve_deployment() -> None:
         ("configMap", config_map["metadata"]["name"]),
         ("secret", secret["metadata"]["name"]),
     }
+    env = container.get("env", [])
+    for entry in env:
+        assert is_setting(entry["name"]), f"{component}: {entry['name']} is not a setting"
     check_settings(
         {
             **dockerfile_env(),
             **config_map["data"],
-            **{e["name"]: e.get("value", "") for e in container.get("env", [])},
+            **{e["name"]: e["value"] for e in env if "value" in e},
         },
-        "Deployment env",
+        f"{component} Deployment env",
     )
+    (signing,) = [e for e in env if e["name"] == "SF_MODEL__SIGNING_SECRET"]
+    ref = signing["valueFrom"]["secretKeyRef"]
+    assert ref["name"] == secret["metadata"]["name"], component
+    assert ref["key"] == "SF_MODEL__SIGNING_SECRET", component
+    assert ref.get("optional") is True, f"{component}: unset means unsigned bundles"
 
     (port,) = [p for p in container["ports"] if p["name"] == "metrics"]
     assert port["containerPort"] == settings.metrics.port
@@ -689,8 +777,8 @@ def test_k8s_serve_deployment() -> None:
         if probe == "startupProbe" and probe not in container:
             continue
         get = container[probe]["httpGet"]
-        assert get["path"] == path, probe
-        assert get["port"] in ("metrics", settings.metrics.port), probe
+        assert get["path"] == path, f"{component} {probe}"
+        assert get["port"] in ("metrics", settings.metrics.port), f"{component} {probe}"
     annotations = template["metadata"]["annotations"]
     assert annotations["prometheus.io/scrape"] == "true"
     assert annotations["prometheus.io/port"] == str(settings.metrics.port)
@@ -713,14 +801,52 @@ def test_k8s_serve_deployment() -> None:
     for volume in volumes.values():
         if "persistentVolumeClaim" in volume:
             assert volume["persistentVolumeClaim"]["claimName"] in claims
-    models = [m for m in container["volumeMounts"] if m["mountPath"] == str(settings.model.path)]
-    assert models, "the model folder SF_MODEL__PATH is a mounted volume"
+    return container, settings
+
+
+def models_mount(container: dict[str, Any], settings: Settings) -> dict[str, Any]:
+    """The volume mount of the model folder SF_MODEL__PATH."""
+    mounts: list[dict[str, Any]] = container["volumeMounts"]
+    (mount,) = [m for m in mounts if m["mountPath"] == str(settings.model.path)]
+    return mount
+
+
+def test_k8s_serve_deployment() -> None:
+    deployment = k8s_deployments()["serve"]
+    assert deployment["spec"]["replicas"] == 2
+    container, settings = check_k8s_deployment("serve")
+    assert models_mount(container, settings).get("readOnly") is True, "serve only reads models"
+
+
+def test_k8s_retrain_deployment() -> None:
+    deployment = k8s_deployments()["retrain"]
+    spec = deployment["spec"]
+    assert spec["replicas"] == 1, "one worker: two would promote side by side"
+    assert spec["strategy"]["type"] == "Recreate", "never two workers, not even in a rollout"
+    container, settings = check_k8s_deployment("retrain")
+    assert not models_mount(container, settings).get("readOnly"), "retrain writes the models"
+    serve_container, _ = check_k8s_deployment("serve")
+    volume_claims = []
+    for pod_container, obj in (
+        (container, deployment),
+        (serve_container, k8s_deployments()["serve"]),
+    ):
+        volumes = {v["name"]: v for v in obj["spec"]["template"]["spec"]["volumes"]}
+        claim = volumes[models_mount(pod_container, settings)["name"]]["persistentVolumeClaim"]
+        volume_claims.append(claim["claimName"])
+    assert volume_claims[0] == volume_claims[1], "serve reads the folder retrain writes"
+    (claim,) = [o for _, o in k8s_objects() if o["kind"] == "PersistentVolumeClaim"]
+    assert "ReadWriteMany" in claim["spec"]["accessModes"], "pods on several nodes share it"
+    assert settings.retrain.threads == 1, "training leaves the CPU to serve"
+    assert settings.retrain.group_id != settings.processing.group_id, "its own consumer group"
 
 
 def test_k8s_metrics_service_selects_the_serve_pods() -> None:
     service = k8s_object("Service")
-    template = k8s_object("Deployment")["spec"]["template"]
+    template = k8s_deployments()["serve"]["spec"]["template"]
     assert service["spec"]["selector"].items() <= template["metadata"]["labels"].items()
+    retrain = k8s_deployments()["retrain"]["spec"]["template"]["metadata"]["labels"]
+    assert not service["spec"]["selector"].items() <= retrain.items(), "serve pods only"
     (container,) = template["spec"]["containers"]
     named = {p["name"]: p["containerPort"] for p in container["ports"]}
     (port,) = service["spec"]["ports"]
@@ -728,9 +854,31 @@ def test_k8s_metrics_service_selects_the_serve_pods() -> None:
     assert port["name"] == "metrics"
 
 
-def test_k8s_retraining_worker_is_announced() -> None:
-    text = (K8S / "kustomization.yaml").read_text() + (K8S / "serve-deployment.yaml").read_text()
-    assert "retrain" in text and "#5" in text
+def test_configured_coverage_is_the_dashboards_target() -> None:
+    """The coverage panel's target line and the settings agree (Compose, ConfigMap)."""
+    (panel,) = [
+        p
+        for p in dashboard_panels()
+        if any("sf_interval_coverage_ratio" in metric_names(e) for e in panel_expressions(p))
+    ]
+    steps = panel["fieldConfig"]["defaults"]["thresholds"]["steps"]
+    lines = {step["value"] for step in steps if step["value"] is not None}
+    assert panel["fieldConfig"]["defaults"]["custom"]["thresholdsStyle"]["mode"] != "off"
+    configured = {
+        ScoringSettings().coverage,
+        check_settings(
+            {**dockerfile_env(), **k8s_object("ConfigMap")["data"]}, "k8s"
+        ).scoring.coverage,
+        check_settings(environment(services()["serve"]), "serve").scoring.coverage,
+    }
+    assert len(configured) == 1, f"coverage configured differently: {configured}"
+    assert configured <= lines, f"no target line at {configured} on {panel['title']!r}"
+    (coverage_alert,) = [r for r in alert_rules() if r["alert"] == "IntervalCoverageLow"]
+    threshold = float(
+        re.findall(r"sf_interval_coverage_ratio < ([0-9.]+)", coverage_alert["expr"])[0]
+    )
+    assert threshold < min(configured), "the alert fires below the target, not at it"
+    assert threshold in lines, "the alert's threshold is drawn too"
 
 
 # -- Grafana -------------------------------------------------------------------------------
@@ -771,8 +919,16 @@ def test_every_panel_has_a_query_a_unit_and_the_provisioned_datasource() -> None
                 cells[x, y] = panel["title"]
 
 
+#: Metrics whose values are fractions of 1, shown in percent: Prometheus' ``_ratio`` names,
+#: and the skill score (1 - MAE / persistence MAE).
+RATIOS = frozenset(
+    {n for n in exported_series_names() if n.endswith("_ratio")} | {"sf_online_skill"}
+)
+
+
 def test_panel_units_fit_their_queries() -> None:
-    """Seconds for durations, per-second units for rates, a plain count for counts."""
+    """Seconds for durations and ages, per-second units for rates, percent for ratios, a
+    plain count for counts."""
     rate_only = re.compile(r"^sum(?: by \([^)]*\))? ?\(rate\([^()]*\)\)$")
     for panel in dashboard_panels():
         exprs = [" ".join(e.split()) for e in panel_expressions(panel)]
@@ -785,8 +941,10 @@ def test_panel_units_fit_their_queries() -> None:
             assert unit == "s", panel["title"]
         elif all(rate_only.match(e) for e in exprs):
             assert unit in PER_SECOND_UNITS, panel["title"]
-        elif names == {"sf_last_poll_timestamp_seconds"}:
-            assert unit == "s", panel["title"]
+        elif names and all(n.endswith("_timestamp_seconds") for n in names):
+            assert unit == "s", f"{panel['title']}: an age, time() - a timestamp"
+        elif names and names <= RATIOS:
+            assert unit == "percentunit", panel["title"]
         elif any("/" in e for e in exprs) and not durations:
             assert unit in ("percentunit", "short"), panel["title"]
         else:
@@ -802,6 +960,30 @@ def test_dashboard_and_alerts_query_only_exported_metrics() -> None:
         names = metric_names(expr)
         assert names, f"{where}: no metric in {expr!r}"
         assert names <= exported, f"{where}: {sorted(names - exported)} are not exported"
+
+
+def test_dashboard_panels_query_one_exporter_each_and_retrain_without_instance() -> None:
+    """A query reads the metrics of serve or of retrain, not both (they come from different
+    scrape jobs); the $instance variable lists serve instances (label_values of a serve
+    metric), so retrain queries do not filter by it; job selectors name real scrape jobs."""
+    for variable in variable_expressions():
+        assert {exporter_of(n) for n in metric_names(variable)} == {"serve"}, variable
+    config = yaml.safe_load(PROMETHEUS_CONFIG.read_text())
+    jobs = {j["job_name"] for j in config["scrape_configs"]}
+    retrain_panels = 0
+    for panel in dashboard_panels():
+        for expr in panel_expressions(panel):
+            names = metric_names(expr) - PROMETHEUS_SERIES
+            exporters = {exporter_of(n) for n in names}
+            assert len(exporters) <= 1, f"{panel['title']}: {expr} mixes {exporters}"
+            if exporters == {"retrain"}:
+                retrain_panels += 1
+                assert "$instance" not in expr, f"{panel['title']}: {expr}"
+            for job in re.findall(r'\bjob\s*=~?\s*"([^"]*)"', expr):
+                assert job in jobs, f"{panel['title']}: no scrape job {job!r}"
+    assert retrain_panels, "the dashboard shows the retrain worker"
+    titles = [p["title"] for p in dashboard()["panels"] if p.get("type") == "row"]
+    assert any("Retraining" in t for t in titles), "a Retraining row"
 
 
 def test_metric_names_sees_what_a_query_selects() -> None:
@@ -848,12 +1030,16 @@ def test_readme_monitoring_section_lists_every_metric() -> None:
     for rule in alert_rules():
         assert rule["alert"] in section, f"README Monitoring does not mention {rule['alert']}"
     assert DASHBOARD.name in section
+    assert "### Retraining" in section, "a subsection on the retrain worker's metrics"
 
 
 def test_readme_compose_section_names_the_stack() -> None:
     section = readme_section("Run with Docker Compose")
     for word in ("docker compose up", "--scale serve=3", ":3000", ":9090", ".env"):
         assert word in section, word
+    for name in services():
+        assert f"`{name}`" in section, f"README Compose section does not name {name}"
+    assert "SF_MODEL__SIGNING_SECRET" in section
     for name in dot_env():
         assert name in section, f"README Compose section does not explain .env's {name}"
 

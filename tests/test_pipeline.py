@@ -155,3 +155,38 @@ def test_evicted_keys_leave_tombstones(engine: InferenceEngine) -> None:
     q = BatchProcessor(off, ServiceMetrics(CollectorRegistry()), clock=lambda: now[0])
     q.use_engine(engine)
     assert q.process([reading("a", 0, 0)]).changelog == []
+
+
+def test_forecasts_are_scored_when_their_actual_arrives_and_get_intervals(
+    engine: InferenceEngine,
+) -> None:
+    registry = CollectorRegistry()
+    settings = Settings(scoring={"min_errors": 2, "window": 100})
+    p = BatchProcessor(settings, ServiceMetrics(registry), clock=lambda: 0.0)
+    p.use_engine(engine)
+    records = [reading("a", i, i) for i in range(8)]
+    forecasts = [json.loads(r.value or b"") for r in p.process(records).forecasts]
+
+    # Readings 0..7, window 3: forecasts for hours 3..8; those for 3..7 have their actual.
+    actual = {i * HOUR: 10.0 + i for i in range(8)}
+    scored = [f for f in forecasts if f["ts"] in actual]
+    errors = [abs(f["forecast"] - actual[f["ts"]]) for f in scored]
+    persistence = [1.0] * len(scored)  # t rises by 1 per hour
+    version = {"model_version": engine.version}
+    assert len(scored) == 5
+    assert registry.get_sample_value("sf_online_mae", version) == pytest.approx(
+        sum(errors) / len(errors), rel=1e-9
+    )
+    assert registry.get_sample_value("sf_online_persistence_mae", version) == pytest.approx(1.0)
+    assert registry.get_sample_value("sf_online_skill", version) == pytest.approx(
+        1 - (sum(errors) / len(errors)) / (sum(persistence) / len(persistence)), rel=1e-9
+    )
+    assert registry.get_sample_value("sf_forecasts_pending") == 1  # hour 8 waits
+    # No interval until two errors are known (intervals are set per batch, before the
+    # batch's own actuals are scored); then lower < forecast < upper.
+    assert all(f["lower"] is None and f["upper"] is None for f in forecasts)
+    [later] = [json.loads(r.value or b"") for r in p.process([reading("a", 8, 8)]).forecasts]
+    assert later["lower"] < later["forecast"] < later["upper"]
+    assert registry.get_sample_value("sf_interval_half_width") == pytest.approx(
+        later["upper"] - later["forecast"]
+    )

@@ -1,5 +1,5 @@
 """Prometheus configuration and alerts: valid for promtool, proven to fire, and naming only
-metrics that serve exports."""
+metrics that serve or retrain export."""
 
 from __future__ import annotations
 
@@ -7,11 +7,18 @@ import re
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
-from prometheus_client import CollectorRegistry
+import yaml
 
-from stream_forecaster.metrics import ServiceMetrics
+from tests.monitoring import (
+    EXPORTERS,
+    SCRAPE_JOBS,
+    alert_rules,
+    exported_series_names,
+    metrics_classes,
+)
 
 PROMETHEUS = Path(__file__).resolve().parents[1] / "deploy" / "prometheus"
 
@@ -38,26 +45,49 @@ def test_promtool_accepts_and_every_alert_fires_on_its_fault(args: tuple[str, ..
     assert "SUCCESS" in result.stdout + result.stderr
 
 
-def exported_series_names() -> set[str]:
-    """Every sample name serve's metrics can produce (histogram and counter suffixes too)."""
-    registry = CollectorRegistry()
-    metrics = ServiceMetrics(registry)
-    for metric in vars(metrics).values():
-        labels = getattr(metric, "_labelnames", ())
-        if labels:
-            metric.labels(*["x"] * len(labels))
-    return {s.name for family in registry.collect() for s in family.samples}
+def test_every_metrics_class_is_an_exporter() -> None:
+    """A metrics class added to stream_forecaster/metrics.py is checked here at once."""
+    assert metrics_classes() == set(EXPORTERS.values())
 
 
 def test_alerts_name_only_exported_metrics() -> None:
     text = (PROMETHEUS / "alerts.yml").read_text()
     used = set(re.findall(r"\bsf_[a-z0-9_]+", text))
+    exported = exported_series_names()
     assert used, "no sf_ metric found in the alerts"
-    assert used <= exported_series_names(), sorted(used - exported_series_names())
+    assert used <= exported, sorted(used - exported)
+    for exporter in EXPORTERS:
+        assert used & exported_series_names(exporter), f"no alert on {exporter}'s metrics"
 
 
-def test_every_alert_has_a_firing_test() -> None:
-    alerts = set(re.findall(r"- alert: (\w+)", (PROMETHEUS / "alerts.yml").read_text()))
-    tested = (PROMETHEUS / "alerts_test.yml").read_text()
-    fired = set(re.findall(r"alertname: (\w+)\n\s+exp_alerts:\n\s+- exp_labels", tested))
-    assert alerts == fired
+def alert_tests() -> list[dict[str, Any]]:
+    """Every alert_rule_test case of alerts_test.yml."""
+    data = yaml.safe_load((PROMETHEUS / "alerts_test.yml").read_text())
+    return [case for test in data["tests"] for case in test.get("alert_rule_test", [])]
+
+
+def test_every_alert_fires_on_a_fault_and_stays_silent_on_a_healthy_stream() -> None:
+    alerts = {rule["alert"] for rule in alert_rules()}
+    fired = {case["alertname"] for case in alert_tests() if case.get("exp_alerts")}
+    silent = {case["alertname"] for case in alert_tests() if not case.get("exp_alerts")}
+    assert fired == alerts, f"without a firing test: {sorted(alerts - fired)}"
+    assert silent == alerts, f"without a silent test: {sorted(alerts - silent)}"
+
+
+def scrape_jobs() -> dict[str, dict[str, Any]]:
+    config = yaml.safe_load((PROMETHEUS / "prometheus.yml").read_text())
+    return {job["job_name"]: job for job in config["scrape_configs"]}
+
+
+def test_prometheus_scrapes_every_exporter_and_the_alerts_select_those_jobs() -> None:
+    jobs = scrape_jobs()
+    assert set(SCRAPE_JOBS) == set(EXPORTERS)
+    for exporter, job in SCRAPE_JOBS.items():
+        assert job in jobs, f"prometheus.yml does not scrape {exporter} (job {job})"
+        assert jobs[job].get("metrics_path", "/metrics") == "/metrics", job
+    for rule in alert_rules():
+        for job in re.findall(r'\bjob\s*=~?\s*"([^"]*)"', str(rule["expr"])):
+            assert job in jobs, f"{rule['alert']}: no scrape job {job!r} in prometheus.yml"
+    for exporter, job in SCRAPE_JOBS.items():
+        down = [r for r in alert_rules() if f'up{{job="{job}"}} == 0' in str(r["expr"])]
+        assert down, f"no alert for {exporter} not answering /metrics"

@@ -1,0 +1,554 @@
+"""Online accuracy of the served forecasts, and conformal prediction intervals.
+
+Pure logic: no Kafka, no Prometheus; ``serve`` exports these numbers as metrics.
+
+Scoring. Every published forecast is held (:meth:`OnlineScorer.expect`) until the actual
+value for its time arrives (:meth:`OnlineScorer.observe`); it is then scored against the
+actual, and so is persistence (the target's last value, at the window's end) on the same
+point. Forecasts are one step ahead, so a key has at most one pending forecast: a newer
+one replaces it. A forecast that is never scored is counted by reason
+(:data:`UNSCORED_REASONS`):
+
+- ``superseded``: a forecast for a later time of the same key came first;
+- ``no_actual``: a reading past its time came first (a gap), or the reading for its time
+  had no usable target value (NaN or infinity);
+- ``overflow``: more than ``max_pending`` keys had a pending forecast; the oldest went;
+- ``forgotten``: the caller dropped it (:meth:`OnlineScorer.forget`: key evicted, or its
+  partition revoked).
+
+Per model version, the last ``window`` scored points give MAE, RMSE, persistence's MAE on
+the same points, skill (``1 - MAE / persistence MAE``) and the observed interval coverage.
+Updates are O(1): running float64 sums, recomputed exactly every ``window`` updates and
+whenever their rounding-error bound exceeds ``1e-12`` of their value (a large error
+leaving the window next to small ones), so the figures equal a plain recomputation
+(:func:`offline_stats`) to about 1e-12 relative.
+
+Intervals. Split conformal on the most recent ``window`` absolute errors of all versions
+together (so a model swap keeps the calibration): with ``n`` errors and coverage ``c``,
+the half-width ``q`` is the ``ceil((n + 1) * c)``-th smallest error (at most the ``n``-th),
+and the interval ``(forecast - q, forecast + q)``; none until ``min_errors`` errors. ``q``
+is computed once per new error, not per forecast.
+
+Not thread-safe: one scorer belongs to one processing loop.
+"""
+
+from __future__ import annotations
+
+import math
+from array import array
+from collections import OrderedDict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Final, NamedTuple
+
+import numpy as np
+import numpy.typing as npt
+
+if TYPE_CHECKING:
+    from stream_forecaster.settings import ScoringSettings
+
+#: Why a forecast was not scored; every key of :attr:`OnlineScorer.unscored`.
+UNSCORED_REASONS: Final = ("superseded", "no_actual", "overflow", "forgotten")
+
+#: An offline point: (model_version, forecast, actual, persistence, lower, upper).
+OfflinePoint = tuple[str, float, float, float, float | None, float | None]
+
+#: Unit roundoff of float64.
+_U: Final = 2.0**-53
+#: Largest tolerated relative rounding-error bound of a running sum before it is recomputed.
+_SUM_TOLERANCE: Final = 1e-12
+
+
+class ScoredPoint(NamedTuple):
+    """One forecast scored against its actual (a named tuple: cheap to make, one per
+    scored reading).
+
+    Args:
+        key: the series key.
+        ts: the time the forecast was for, epoch milliseconds.
+        model_version: the version of the model that made it.
+        forecast: the forecast.
+        actual: the target's value at ``ts``.
+        persistence: the naive forecast (the target's value at the window's end).
+        lower: the interval's lower bound, or None when it had none.
+        upper: the interval's upper bound, or None when it had none.
+        abs_error: ``|actual - forecast|``.
+        squared_error: ``(actual - forecast) ** 2``.
+        persistence_abs_error: ``|actual - persistence|``.
+        covered: ``lower <= actual <= upper``; None without an interval.
+    """
+
+    key: str
+    ts: int
+    model_version: str
+    forecast: float
+    actual: float
+    persistence: float
+    lower: float | None
+    upper: float | None
+    abs_error: float
+    squared_error: float
+    persistence_abs_error: float
+    covered: bool | None
+
+
+@dataclass(frozen=True)
+class VersionStats:
+    """Accuracy of one model version over its last ``window`` scored points.
+
+    Args:
+        n: scored points in the window (at most ``window``).
+        scored_total: points scored for this version since it was first (or again) seen.
+        mae: mean absolute error.
+        rmse: root mean squared error.
+        persistence_mae: persistence's mean absolute error on the same points.
+        skill: ``1 - mae / persistence_mae``; None when ``persistence_mae`` is 0.
+        coverage: share of the points with an interval whose actual was inside it; None
+            when no point in the window had an interval.
+        n_intervals: points in the window that had an interval.
+    """
+
+    n: int
+    scored_total: int
+    mae: float
+    rmse: float
+    persistence_mae: float
+    skill: float | None
+    coverage: float | None
+    n_intervals: int
+
+
+def _stats(
+    *,
+    n: int,
+    scored_total: int,
+    sum_abs: float,
+    sum_squared: float,
+    sum_persistence: float,
+    n_intervals: int,
+    n_covered: int,
+) -> VersionStats:
+    mae = sum_abs / n
+    persistence_mae = sum_persistence / n
+    return VersionStats(
+        n=n,
+        scored_total=scored_total,
+        mae=mae,
+        rmse=math.sqrt(sum_squared / n),
+        persistence_mae=persistence_mae,
+        skill=None if persistence_mae == 0 else 1.0 - mae / persistence_mae,
+        coverage=n_covered / n_intervals if n_intervals else None,
+        n_intervals=n_intervals,
+    )
+
+
+class _RunningSum:
+    """A float64 sum of the non-negative values in a ring buffer, kept up to date in O(1),
+    with a bound on its accumulated rounding error (``_U * bound``)."""
+
+    __slots__ = ("bound", "total", "values")
+
+    def __init__(self, window: int) -> None:
+        self.values = array("d", bytes(8 * window))
+        self.total = 0.0
+        self.bound = 0.0
+
+    def replace(self, slot: int, value: float) -> None:
+        total = self.total - self.values[slot]
+        bound = self.bound + abs(total)
+        total += value
+        self.total = total
+        self.bound = bound + abs(total)
+        self.values[slot] = value
+
+    def recompute(self) -> None:
+        self.total = math.fsum(self.values)  # correctly rounded
+        self.bound = self.total
+
+    def settle(self) -> float:
+        """The sum, recomputed first if its error bound is above the tolerance."""
+        if _U * self.bound > _SUM_TOLERANCE * self.total:
+            self.recompute()
+        return self.total
+
+
+class _VersionWindow:
+    """The last ``window`` scored points of one model version."""
+
+    __slots__ = (
+        "abs_errors",
+        "coverage",
+        "head",
+        "n",
+        "n_covered",
+        "n_intervals",
+        "persistence_errors",
+        "scored_total",
+        "since_exact",
+        "squared_errors",
+        "window",
+    )
+
+    def __init__(self, window: int) -> None:
+        self.window = window
+        self.abs_errors = _RunningSum(window)
+        self.squared_errors = _RunningSum(window)
+        self.persistence_errors = _RunningSum(window)
+        # Per slot: -1 no interval (or unused), 0 not covered, 1 covered.
+        self.coverage = array("b", [-1]) * window
+        self.head = 0
+        self.n = 0
+        self.scored_total = 0
+        self.n_intervals = 0
+        self.n_covered = 0
+        self.since_exact = 0
+
+    def add(
+        self, abs_error: float, squared_error: float, persistence_error: float, covered: int
+    ) -> None:
+        slot = self.head
+        old = self.coverage[slot]
+        if old >= 0:
+            self.n_intervals -= 1
+            self.n_covered -= old
+        if covered >= 0:
+            self.n_intervals += 1
+            self.n_covered += covered
+        self.coverage[slot] = covered
+        self.abs_errors.replace(slot, abs_error)
+        self.squared_errors.replace(slot, squared_error)
+        self.persistence_errors.replace(slot, persistence_error)
+        self.head = slot + 1 if slot + 1 < self.window else 0
+        if self.n < self.window:
+            self.n += 1
+        self.scored_total += 1
+        self.since_exact += 1
+        if self.since_exact >= self.window:
+            self.since_exact = 0
+            self.abs_errors.recompute()
+            self.squared_errors.recompute()
+            self.persistence_errors.recompute()
+
+    def stats(self) -> VersionStats:
+        return _stats(
+            n=self.n,
+            scored_total=self.scored_total,
+            sum_abs=self.abs_errors.settle(),
+            sum_squared=self.squared_errors.settle(),
+            sum_persistence=self.persistence_errors.settle(),
+            n_intervals=self.n_intervals,
+            n_covered=self.n_covered,
+        )
+
+
+class _Pending(NamedTuple):
+    ts: int
+    forecast: float
+    persistence: float
+    model_version: str
+    lower: float | None
+    upper: float | None
+
+
+def _check_finite(name: str, value: float) -> None:
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number; received {value!r}")
+
+
+class OnlineScorer:
+    """Scores forecasts as their actuals arrive, per model version, and gives conformal
+    prediction intervals from the recent errors.
+
+    Args:
+        window: scored points per model version in the sliding MAE/RMSE window; also the
+            number of recent absolute errors (all versions) the intervals are calibrated on.
+        coverage: the intervals' target coverage, in (0, 1).
+        min_errors: errors needed before intervals are given (at most ``window``).
+        max_versions: model versions kept; the least recently scored one is forgotten.
+        max_pending: keys with a pending forecast kept; beyond, the oldest forecast is
+            dropped (``overflow``).
+    """
+
+    def __init__(
+        self,
+        window: int,
+        coverage: float,
+        min_errors: int,
+        max_versions: int = 4,
+        max_pending: int = 1_000_000,
+    ) -> None:
+        for name, value in (
+            ("window", window),
+            ("min_errors", min_errors),
+            ("max_versions", max_versions),
+            ("max_pending", max_pending),
+        ):
+            if value < 1:
+                raise ValueError(f"{name} must be at least 1; received {value}")
+        if not 0 < coverage < 1:
+            raise ValueError(f"coverage must be between 0 and 1 (exclusive); received {coverage}")
+        if min_errors > window:
+            raise ValueError(
+                f"min_errors must be at most window ({window}), or no interval is ever given; "
+                f"received {min_errors}"
+            )
+        self.window = window
+        self.coverage = coverage
+        self.min_errors = min_errors
+        self.max_versions = max_versions
+        self.max_pending = max_pending
+        self.unscored: dict[str, int] = dict.fromkeys(UNSCORED_REASONS, 0)
+        self._pending: OrderedDict[str, _Pending] = OrderedDict()
+        self._versions: OrderedDict[str, _VersionWindow] = OrderedDict()
+        self._errors = array("d", bytes(8 * window))
+        self._errors_head = 0
+        self._n_errors = 0
+        self._half_width: float | None = None
+        self._half_width_valid = False
+
+    @classmethod
+    def from_settings(
+        cls, settings: ScoringSettings, max_versions: int = 4, max_pending: int = 1_000_000
+    ) -> OnlineScorer:
+        """A scorer configured by the ``scoring`` section of the settings."""
+        return cls(
+            window=settings.window,
+            coverage=settings.coverage,
+            min_errors=settings.min_errors,
+            max_versions=max_versions,
+            max_pending=max_pending,
+        )
+
+    # -- pending forecasts -----------------------------------------------------------------
+
+    @property
+    def n_pending(self) -> int:
+        """Keys with a forecast waiting for its actual."""
+        return len(self._pending)
+
+    def pending_ts(self, key: str) -> int | None:
+        """The time of ``key``'s pending forecast, or None."""
+        pending = self._pending.get(key)
+        return None if pending is None else pending.ts
+
+    def expect(
+        self,
+        key: str,
+        ts: int,
+        forecast: float,
+        persistence: float,
+        model_version: str,
+        *,
+        lower: float | None = None,
+        upper: float | None = None,
+    ) -> None:
+        """Hold a forecast until the actual for ``ts`` arrives.
+
+        A pending forecast of the same key for another time is replaced and counted as
+        ``superseded``; one for the same time (the batch processed again after a failed
+        checkpoint) is replaced without being counted.
+
+        Args:
+            key: the series key.
+            ts: the time the forecast is for, epoch milliseconds.
+            forecast: the forecast (finite; numpy scalars are taken as Python floats).
+            persistence: the naive forecast for the same point: the target's last value, at
+                the window's end (finite).
+            model_version: the version of the model that made the forecast.
+            lower: the interval's lower bound, or None (then ``upper`` is None too);
+                keyword-only.
+            upper: the interval's upper bound, or None; keyword-only.
+        """
+        forecast, persistence = float(forecast), float(persistence)  # numpy scalars too
+        _check_finite("forecast", forecast)
+        _check_finite("persistence", persistence)
+        if (lower is None) != (upper is None):
+            raise ValueError(
+                f"lower and upper must both be given or both be None; received "
+                f"lower={lower!r}, upper={upper!r}"
+            )
+        if lower is not None and upper is not None:
+            lower, upper = float(lower), float(upper)
+            _check_finite("lower", lower)
+            _check_finite("upper", upper)
+            if lower > upper:
+                raise ValueError(f"expected lower <= upper; received {lower!r} > {upper!r}")
+        old = self._pending.pop(key, None)
+        if old is not None:
+            if old.ts != ts:
+                self.unscored["superseded"] += 1
+        elif len(self._pending) >= self.max_pending:
+            self._pending.popitem(last=False)
+            self.unscored["overflow"] += 1
+        self._pending[key] = _Pending(ts, forecast, persistence, model_version, lower, upper)
+
+    def forget(self, key: str) -> bool:
+        """Drop ``key``'s pending forecast (counted as ``forgotten``); returns whether there
+        was one. For keys evicted from the windows, or of revoked partitions."""
+        if self._pending.pop(key, None) is None:
+            return False
+        self.unscored["forgotten"] += 1
+        return True
+
+    def observe(self, key: str, ts: int, actual: float) -> ScoredPoint | None:
+        """Score ``key``'s pending forecast if ``actual`` is its actual value.
+
+        Args:
+            key: the series key.
+            ts: the reading's time, epoch milliseconds.
+            actual: the reading's target value; NaN when not measured.
+
+        Returns:
+            The scored point when a forecast for ``ts`` was pending and ``actual`` is
+            finite; else None. A pending forecast for an earlier time is dropped
+            (``no_actual``), as is one for ``ts`` when ``actual`` is not finite; one for a
+            later time stays pending.
+        """
+        pending = self._pending.get(key)
+        if pending is None or ts < pending.ts:
+            return None
+        del self._pending[key]
+        actual = float(actual)
+        if ts > pending.ts or not math.isfinite(actual):
+            self.unscored["no_actual"] += 1
+            return None
+        error = actual - pending.forecast
+        abs_error = abs(error)
+        squared_error = error * error
+        persistence_error = abs(actual - pending.persistence)
+        covered: bool | None = None
+        if pending.lower is not None and pending.upper is not None:
+            covered = pending.lower <= actual <= pending.upper
+        self._record(pending.model_version, abs_error, squared_error, persistence_error, covered)
+        return ScoredPoint(
+            key=key,
+            ts=ts,
+            model_version=pending.model_version,
+            forecast=pending.forecast,
+            actual=actual,
+            persistence=pending.persistence,
+            lower=pending.lower,
+            upper=pending.upper,
+            abs_error=abs_error,
+            squared_error=squared_error,
+            persistence_abs_error=persistence_error,
+            covered=covered,
+        )
+
+    def _record(
+        self,
+        version: str,
+        abs_error: float,
+        squared_error: float,
+        persistence_error: float,
+        covered: bool | None,
+    ) -> None:
+        window = self._versions.get(version)
+        if window is None:
+            window = self._versions[version] = _VersionWindow(self.window)
+            if len(self._versions) > self.max_versions:
+                self._versions.popitem(last=False)
+        else:
+            self._versions.move_to_end(version)
+        window.add(
+            abs_error, squared_error, persistence_error, -1 if covered is None else int(covered)
+        )
+        self._errors[self._errors_head] = abs_error
+        self._errors_head = (self._errors_head + 1) % self.window
+        if self._n_errors < self.window:
+            self._n_errors += 1
+        self._half_width_valid = False
+
+    # -- per-version accuracy --------------------------------------------------------------
+
+    def versions(self) -> list[str]:
+        """The model versions kept, least recently scored first (a version not listed any
+        more was forgotten: remove its metric series)."""
+        return list(self._versions)
+
+    def stats(self, version: str) -> VersionStats | None:
+        """Accuracy of ``version`` over its last ``window`` scored points; None when it was
+        never scored or was forgotten."""
+        window = self._versions.get(version)
+        return None if window is None else window.stats()
+
+    # -- conformal intervals ---------------------------------------------------------------
+
+    @property
+    def n_errors(self) -> int:
+        """Absolute errors the intervals are calibrated on (at most ``window``)."""
+        return self._n_errors
+
+    def half_width(self) -> float | None:
+        """The conformal half-width ``q``, or None while fewer than ``min_errors`` errors."""
+        if not self._half_width_valid:
+            n = self._n_errors
+            if n < self.min_errors:
+                self._half_width = None
+            else:
+                # The slack keeps e.g. (24 + 1) * 0.28 = 7.000000000000001 from ranking 8th.
+                rank = min(max(math.ceil((n + 1) * self.coverage - 1e-9), 1), n)
+                errors = np.partition(np.frombuffer(self._errors)[:n], rank - 1)
+                self._half_width = float(errors[rank - 1])
+            self._half_width_valid = True
+        return self._half_width
+
+    def interval(self, forecast: float) -> tuple[float, float] | None:
+        """``(forecast - q, forecast + q)``, or None while fewer than ``min_errors`` errors."""
+        q = self.half_width()
+        return None if q is None else (forecast - q, forecast + q)
+
+    def intervals(
+        self, forecasts: npt.ArrayLike
+    ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]] | None:
+        """The intervals of a batch of forecasts, as float64 ``(lower, upper)`` arrays, or None
+        while fewer than ``min_errors`` errors. ``q`` is computed once, not per forecast."""
+        q = self.half_width()
+        if q is None:
+            return None
+        values = np.asarray(forecasts, dtype=np.float64)
+        return values - q, values + q
+
+
+def offline_stats(points: Iterable[OfflinePoint], window: int) -> dict[str, VersionStats]:
+    """The figures of :meth:`OnlineScorer.stats`, by plain recomputation.
+
+    Args:
+        points: scored points in the order they were scored, each
+            ``(model_version, forecast, actual, persistence, lower, upper)``, with
+            ``lower``/``upper`` None when the forecast had no interval.
+        window: points per version in the sliding window.
+
+    Returns:
+        Each version's figures over its last ``window`` points, in order of first appearance.
+    """
+    if window < 1:
+        raise ValueError(f"window must be at least 1; received {window}")
+    by_version: dict[str, list[OfflinePoint]] = {}
+    for point in points:
+        by_version.setdefault(point[0], []).append(point)
+    result: dict[str, VersionStats] = {}
+    for version, all_points in by_version.items():
+        last = all_points[-window:]
+        abs_errors: list[float] = []
+        squared_errors: list[float] = []
+        persistence_errors: list[float] = []
+        n_intervals = n_covered = 0
+        for _, forecast, actual, persistence, lower, upper in last:
+            error = actual - forecast
+            abs_errors.append(abs(error))
+            squared_errors.append(error * error)
+            persistence_errors.append(abs(actual - persistence))
+            if lower is not None and upper is not None:
+                n_intervals += 1
+                n_covered += lower <= actual <= upper
+        result[version] = _stats(
+            n=len(last),
+            scored_total=len(all_points),
+            sum_abs=math.fsum(abs_errors),
+            sum_squared=math.fsum(squared_errors),
+            sum_persistence=math.fsum(persistence_errors),
+            n_intervals=n_intervals,
+            n_covered=n_covered,
+        )
+    return result
