@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from benchmarks import inference, restore
+from benchmarks import hot_swap, inference, restore
 from benchmarks.report import write_section
 
 
@@ -20,11 +20,11 @@ def main() -> int:
     parser.add_argument(
         "--suite",
         action="append",
-        choices=["inference", "restore"],
+        choices=["inference", "restore", "hot_swap"],
         help="run only this suite (repeatable; default: all)",
     )
     args = parser.parse_args()
-    suites = args.suite or ["inference", "restore"]
+    suites = args.suite or ["inference", "restore", "hot_swap"]
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
     def progress(line: str) -> None:
@@ -38,6 +38,10 @@ def main() -> int:
         print("== window state restore (real broker)", flush=True)
         table = restore.run(report=progress)
         print(f"wrote {write_section('State restore', 'make bench', table)}")
+    if "hot_swap" in suites:
+        print("== hot swap under load (real broker, real serve)", flush=True)
+        table = hot_swap.run(report=progress)
+        print(f"wrote {write_section('Hot swap', 'make bench', table)}")
     return 0
 
 

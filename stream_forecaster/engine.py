@@ -53,15 +53,7 @@ class InferenceEngine:
         import_keras()
         import tensorflow as tf
 
-        self.bundle = bundle
-        self.version = manifest.version
-        self.features = manifest.features
-        self.window = manifest.window
-        self.target_index = manifest.features.index(manifest.target)
-        scaling = manifest.scaling
-        self._scaling = scaling
-        self._mean = np.asarray(scaling.feature_mean, dtype=np.float32)
-        self._inv_std = (1.0 / np.asarray(scaling.feature_std, dtype=np.float64)).astype(np.float32)
+        self._use(bundle)
         self.model = bundle.build_model()
         model = self.model
         spec = tf.TensorSpec((None, self.window, len(self.features)), tf.float32)
@@ -92,6 +84,42 @@ class InferenceEngine:
             "on" if jit_compile else "off",
             time.perf_counter() - started,
         )
+
+    def _use(self, bundle: ModelBundle) -> None:
+        manifest = bundle.manifest
+        self.bundle = bundle
+        self.version = manifest.version
+        self.features = manifest.features
+        self.window = manifest.window
+        self.target_index = manifest.features.index(manifest.target)
+        self._scaling = manifest.scaling
+
+    def fits(self, bundle: ModelBundle) -> bool:
+        """``bundle`` has this engine's input shape: :meth:`reload` can take it."""
+        m = bundle.manifest
+        return (
+            m.window == self.window
+            and len(m.features) == len(self.features)
+            and m.target in m.features
+            and m.architecture == self.bundle.manifest.architecture
+        )
+
+    def reload(self, bundle: ModelBundle) -> None:
+        """Serve ``bundle`` with this engine's compiled function: its weights are assigned
+        to the model's variables, nothing is traced or compiled again (a hot swap costs
+        milliseconds). Only while this engine is not in use by another thread.
+
+        Raises:
+            ValueError: the bundle has another input shape or architecture.
+        """
+        if not self.fits(bundle):
+            raise ValueError(
+                f"model {bundle.version} does not fit engine of {self.version}: expected "
+                f"window {self.window} and {len(self.features)} features"
+            )
+        self.model.set_weights(list(bundle.weights))
+        self._use(bundle)
+        log.info("inference engine reloaded with model %s (no recompilation)", self.version)
 
     def forecast(self, windows: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
         """Forecasts in the target's units for raw (unscaled) windows.

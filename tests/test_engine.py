@@ -65,3 +65,18 @@ def test_target_must_be_a_feature_to_serve() -> None:
 @pytest.mark.parametrize(("n", "bucket"), [(0, 8), (1, 8), (8, 8), (9, 16), (1000, 1024)])
 def test_bucket_sizes(n: int, bucket: int) -> None:
     assert bucket_size(n) == bucket
+
+
+def test_a_reloaded_engine_forecasts_like_a_fresh_one_for_the_new_model() -> None:
+    first, second = untrained_bundle(seed=1), untrained_bundle(seed=2)
+    engine = InferenceEngine(first, max_batch=16)
+    windows = np.random.default_rng(3).normal(15, 3, (5, 4, 3)).astype(np.float32)
+    before = engine.forecast(windows)
+    engine.reload(second)
+    assert engine.version == second.version
+    np.testing.assert_allclose(
+        engine.forecast(windows), InferenceEngine(second, max_batch=16).forecast(windows), rtol=1e-6
+    )
+    assert not np.allclose(engine.forecast(windows), before)
+    with pytest.raises(ValueError, match="does not fit engine"):
+        engine.reload(untrained_bundle(window=6))

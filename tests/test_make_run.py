@@ -76,6 +76,7 @@ def test_run_shows_forecasts_within_two_minutes_and_stops_cleanly(
     output = "".join(lines)
     assert "training the bootstrap model" in output
     assert "forecasts/s" in output
+    assert "retrain started" in output  # the retrainer runs in the main job too
     assert "==> stopped" in output
     assert elapsed < 120
     assert list((tmp_path / "models").glob("*.sfmodel"))

@@ -6,7 +6,9 @@
 3. The bootstrap model: trained on the bundled Beijing PM2.5 data if the model folder
    holds none. `serve` starts at once and waits for it ("not ready, no model loaded").
 4. `serve`, and `simulate` replaying the Beijing data as several stations.
-5. `watch`, the live console, in the foreground. Ctrl-C stops everything cleanly (and the
+5. `retrain`, once a model exists: it retrains on the live history every
+   --retrain-interval seconds and hands better models to `serve` (metrics on :9465).
+6. `watch`, the live console, in the foreground. Ctrl-C stops everything cleanly (and the
    local broker, if this run started it).
 
 Logs of the background processes go to .run/*.log.
@@ -20,6 +22,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -88,9 +91,17 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=40.0, help="readings per second in all")
     parser.add_argument("--epochs", type=int, default=8, help="bootstrap model's max epochs")
     parser.add_argument("--duration", type=float, help="stop after this many seconds")
+    parser.add_argument(
+        "--retrain-interval", type=float, default=300.0, help="seconds between retrainings"
+    )
     args = parser.parse_args()
 
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "SF_MODEL__PATH": str(args.models)}
+    env = {
+        **os.environ,
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+        "SF_MODEL__PATH": str(args.models),
+        "SF_MODEL__NAME": "beijing-pm25",
+    }
     logs = REPO / ".run"
     logs.mkdir(exist_ok=True)
     bootstrap, started_kafka = ensure_kafka()
@@ -99,37 +110,59 @@ def main() -> int:
     args.models.mkdir(parents=True, exist_ok=True)
 
     children: list[subprocess.Popen[bytes]] = []
+    trainer: subprocess.Popen[bytes] | None = None
+    stopping = threading.Event()
+    starting = threading.Lock()  # no child starts once stopping has begun
     try:
         if not sorted(args.models.glob("*.sfmodel")):
             say(
                 "no model yet: training the bootstrap model on the Beijing PM2.5 data in the "
                 "background; serve forecasts as soon as it is written"
             )
-            children.append(
-                start(
+            trainer = start(
+                "train",
+                [
                     "train",
-                    [
-                        "train",
-                        "--csv",
-                        str(BEIJING),
-                        "--features",
-                        FEATURES,
-                        "--categorical",
-                        "cbwd",
-                        "--target",
-                        "pm2.5",
-                        "--name",
-                        "beijing-pm25",
-                        "--epochs",
-                        str(args.epochs),
-                        "--out",
-                        str(args.models),
-                    ],
-                    env,
-                    logs,
-                )
+                    "--csv",
+                    str(BEIJING),
+                    "--features",
+                    FEATURES,
+                    "--categorical",
+                    "cbwd",
+                    "--target",
+                    "pm2.5",
+                    "--name",
+                    "beijing-pm25",
+                    "--epochs",
+                    str(args.epochs),
+                    "--out",
+                    str(args.models),
+                ],
+                env,
+                logs,
             )
+            children.append(trainer)
         children.append(start("serve", ["serve"], env, logs))
+        retrain_env = {
+            **env,
+            "SF_METRICS__PORT": "9465",
+            "SF_RETRAIN__INTERVAL_S": str(args.retrain_interval),
+            "SF_RETRAIN__THREADS": "1",
+        }
+
+        def start_retrain() -> None:
+            # After the bootstrap model: the worker then warm-starts from it instead of
+            # training a first model of its own at the same time.
+            if trainer is not None and trainer.wait() != 0:
+                say("bootstrap training failed: see .run/train.log; retrain not started")
+                return
+            with starting:
+                if stopping.is_set():
+                    return
+                children.append(start("retrain", ["retrain"], retrain_env, logs))
+            say("retrain started (metrics on :9465, log in .run/retrain.log)")
+
+        threading.Thread(target=start_retrain, daemon=True).start()
         children.append(
             start(
                 "simulate",
@@ -153,6 +186,8 @@ def main() -> int:
     except KeyboardInterrupt:
         pass
     finally:
+        with starting:
+            stopping.set()
         say("stopping")
         for child in reversed(children):
             if child.poll() is None:
