@@ -23,15 +23,13 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import logging
-import os
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from stream_forecaster.bundle import BUNDLE_SUFFIX, BundleError, ModelBundle
+from stream_forecaster.bundle import BUNDLE_SUFFIX, BundleError, ModelBundle, atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -208,7 +206,7 @@ class Registry:
                     f"version {bundle.version} is already in the registry {self.path}"
                 )
             file_name = f"{bundle.version}{BUNDLE_SUFFIX}"
-            _atomic_write(self.path / file_name, bundle.to_bytes())
+            atomic_write(self.path / file_name, bundle.to_bytes())
             entry = Entry(
                 version=bundle.version,
                 file=file_name,
@@ -330,7 +328,7 @@ class Registry:
         )
 
     def _write(self, manifest: Manifest) -> None:
-        _atomic_write(self.manifest_path, (manifest.model_dump_json(indent=2) + "\n").encode())
+        atomic_write(self.manifest_path, (manifest.model_dump_json(indent=2) + "\n").encode())
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
@@ -371,23 +369,3 @@ def _previous_version(manifest: Manifest, path: Path) -> str:
             f"only {only} (versions: {', '.join(e.version for e in manifest.entries)})"
         )
     return manifest.history[-2]
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file, fsync, rename, fsync the folder."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
