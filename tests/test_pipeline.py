@@ -190,3 +190,16 @@ def test_forecasts_are_scored_when_their_actual_arrives_and_get_intervals(
     assert registry.get_sample_value("sf_interval_half_width") == pytest.approx(
         later["upper"] - later["forecast"]
     )
+
+
+def test_mc_dropout_intervals_come_with_every_forecast(engine: InferenceEngine) -> None:
+    settings = Settings(scoring={"interval_method": "mc_dropout", "mc_samples": 40})
+    p = BatchProcessor(settings, ServiceMetrics(CollectorRegistry()), clock=lambda: 0.0)
+    p.use_engine(engine)
+    out = p.process([reading(k, i, 2 * i + j) for i in range(4) for j, k in enumerate("ab")])
+    forecasts = [json.loads(r.value or b"") for r in out.forecasts]
+    assert len(forecasts) == 4
+    for f in forecasts:  # no calibration period: the spread comes from dropout samples
+        assert f["lower"] is not None and f["upper"] is not None
+        assert f["lower"] <= f["forecast"] <= f["upper"]
+        assert f["upper"] - f["lower"] > 0
