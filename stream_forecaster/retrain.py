@@ -135,6 +135,11 @@ class RetrainWorker:
         self.history = History(columns, r.history_per_key, r.max_keys)
         self._next_schedule = clock() + r.interval_s
         self._trained_on = -1  # history.readings at the last run: no new data, no new run
+        # Derived from the history and the current model, recomputed only when they change
+        # (the trigger is checked every few seconds, mostly on unchanged data).
+        self._windows: tuple[int, Windows] | None = None  # (history.readings, windows)
+        self._live: tuple[int, str, Errors | None] | None = None  # (readings, version, errors)
+        self._keras: tuple[str, Any] | None = None  # (version, Keras model) of the current
         self._runs = 0
         self._alive_at = clock()
         self._last_outcome = "none yet"
@@ -229,7 +234,12 @@ class RetrainWorker:
     # -- when to train ---------------------------------------------------------------------
 
     def windows(self) -> Windows:
-        return make_windows(self.history.series(self.features, self.target), self.window)
+        """Every training window in the history (cached until the history changes)."""
+        readings = self.history.readings
+        if self._windows is None or self._windows[0] != readings:
+            series = self.history.series(self.features, self.target)
+            self._windows = (readings, make_windows(series, self.window))
+        return self._windows[1]
 
     def trigger(self) -> Trigger | None:
         """Why to retrain now, or None."""
@@ -246,9 +256,8 @@ class RetrainWorker:
         reference = self.current.manifest.training.metrics.get("val_mae")
         if reference and live.mae > r.drift_factor * reference:
             log.warning(
-                "drift: live MAE %.4f over %d windows is above %.1f x validation MAE %.4f",
+                "drift: live MAE %.4f is above %.1f x validation MAE %.4f",
                 live.mae,
-                r.min_scored,
                 r.drift_factor,
                 reference,
             )
@@ -260,6 +269,14 @@ class RetrainWorker:
         ``serve`` forecast with it); None until there are ``min_scored`` of them."""
         if self.current is None:
             return None
+        readings, version = self.history.readings, self.current.version
+        if self._live is not None and self._live[:2] == (readings, version):
+            return self._live[2]
+        self._live = (readings, version, self._measure_live())
+        return self._live[2]
+
+    def _measure_live(self) -> Errors | None:
+        assert self.current is not None
         trained_until = self.current.manifest.training.data_end_ts or 0
         windows = self.windows()
         newer = windows.select(windows.target_ts > trained_until)
@@ -268,9 +285,7 @@ class RetrainWorker:
         if len(newer) > _LIVE_WINDOWS_MAX:
             newest = newer.target_ts >= sorted(newer.target_ts)[-_LIVE_WINDOWS_MAX]
             newer = newer.select(newest)
-        errors = score(
-            predict(self.current.build_model(), self.current.manifest.scaling, newer), newer
-        )
+        errors = self._errors(self.current, newer)
         self.metrics.live_mae.set(errors.mae)
         return errors
 
@@ -334,16 +349,8 @@ class RetrainWorker:
         holdout = split.holdout
         if len(holdout) == 0:
             raise DataError("no held-out windows to judge the candidate on")
-        candidate_errors = score(
-            predict(candidate.build_model(), candidate.manifest.scaling, holdout), holdout
-        )
-        current_errors = (
-            score(
-                predict(self.current.build_model(), self.current.manifest.scaling, holdout), holdout
-            )
-            if self.current is not None
-            else None
-        )
+        candidate_errors = self._errors(candidate, holdout)
+        current_errors = self._errors(self.current, holdout) if self.current is not None else None
         verdict = gate(candidate_errors, current_errors)
         for part, windows in (
             ("train", split.train),
@@ -382,6 +389,15 @@ class RetrainWorker:
             log.warning("rejected %s: %s", candidate.version, verdict.reason)
         self._last_outcome = f"{'promoted' if verdict.promote else 'rejected'} {candidate.version}"
         return verdict
+
+    def _errors(self, bundle: ModelBundle, windows: Windows) -> Errors:
+        """``bundle``'s errors on ``windows``; the current model's Keras instance is built
+        once per version, not per check."""
+        if bundle is not self.current:
+            return score(predict(bundle.build_model(), bundle.manifest.scaling, windows), windows)
+        if self._keras is None or self._keras[0] != bundle.version:
+            self._keras = (bundle.version, bundle.build_model())
+        return score(predict(self._keras[1], bundle.manifest.scaling, windows), windows)
 
 
 def _span(windows: Windows) -> tuple[int, int] | None:
