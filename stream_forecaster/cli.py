@@ -11,6 +11,7 @@ import argparse
 import json
 import logging
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -364,47 +365,41 @@ def _cmd_config(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+def _stop_on_signals(then: str) -> threading.Event:
+    """An event set by the first SIGTERM or SIGINT (logged with ``then``: what the process
+    does before it stops); a second signal stops at once."""
     import signal
-    import threading
-
-    from prometheus_client import REGISTRY
-
-    from stream_forecaster.metrics import ServiceMetrics
-    from stream_forecaster.service import ForecastService
 
     stop = threading.Event()
 
     def request_stop(signum: int, _frame: object) -> None:
         if stop.is_set():
             raise KeyboardInterrupt  # a second signal: stop now
-        log.info("%s received: finishing the batch in flight", signal.Signals(signum).name)
+        log.info("%s received: %s", signal.Signals(signum).name, then)
         stop.set()
 
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
+    return stop
+
+
+def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    from prometheus_client import REGISTRY
+
+    from stream_forecaster.metrics import ServiceMetrics
+    from stream_forecaster.service import ForecastService
+
+    stop = _stop_on_signals("finishing the batch in flight")
     return ForecastService(settings, ServiceMetrics(REGISTRY), stop).run()
 
 
 def _cmd_retrain(args: argparse.Namespace, settings: Settings) -> int:
-    import signal
-    import threading
-
     from prometheus_client import REGISTRY
 
     from stream_forecaster.metrics import RetrainMetrics
     from stream_forecaster.retrain import RetrainWorker
 
-    stop = threading.Event()
-
-    def request_stop(signum: int, _frame: object) -> None:
-        if stop.is_set():
-            raise KeyboardInterrupt
-        log.info("%s received: stopping after the step in progress", signal.Signals(signum).name)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, request_stop)
-    signal.signal(signal.SIGINT, request_stop)
+    stop = _stop_on_signals("stopping after the step in progress")
     return RetrainWorker(settings, RetrainMetrics(REGISTRY), stop).run()
 
 
