@@ -10,13 +10,13 @@ p99 during swaps at most 2x steady state, no record skipped.
 
 from __future__ import annotations
 
-import os
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from benchmarks.broker import bench_bootstrap
 from benchmarks.inference import FEATURES, WINDOW, _bundle
 from stream_forecaster.messages import encode_reading
 from stream_forecaster.model import build_model
@@ -59,17 +59,14 @@ def _quantile(q: float, before: dict[float, float], after: dict[float, float]) -
 
 def run(report: Callable[[str], None] = print) -> str:
     """Measure and return the Markdown section for docs/benchmarks.md."""
-    from tests.kafka_broker import LocalBroker, create_topic, produce_paced
+    with bench_bootstrap(report) as bootstrap:
+        return _measure(bootstrap, report)
+
+
+def _measure(bootstrap: str, report: Callable[[str], None]) -> str:
+    from tests.kafka_broker import create_topic, produce_paced
     from tests.serve_process import ServeProcess
 
-    external = os.environ.get("SF_BENCH_BOOTSTRAP")
-    broker = None
-    if external:
-        bootstrap = external
-    else:
-        broker = LocalBroker(data_dir=Path(tempfile.mkdtemp(prefix="sf-bench-kafka-")))
-        report("starting the local Kafka broker")
-        bootstrap = broker.start()
     work = Path(tempfile.mkdtemp(prefix="sf-bench-swap-"))
     models = work / "models"
     models.mkdir()
@@ -120,8 +117,6 @@ def run(report: Callable[[str], None] = print) -> str:
         records = serve.metric("sf_records_total") or 0
     finally:
         serve.close()
-        if broker is not None:
-            broker.stop()
     steady = _quantile(0.99, start, steady_end)
     swapping = _quantile(0.99, steady_end, swap_end)
     ratio = swapping / steady

@@ -13,17 +13,14 @@ client's ceiling.
 
 from __future__ import annotations
 
-import os
-import tempfile
 import time
 from collections.abc import Callable
-from pathlib import Path
-from typing import Any
 
 import numpy as np
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from prometheus_client import CollectorRegistry
 
+from benchmarks.broker import bench_bootstrap
 from benchmarks.inference import FEATURES, WINDOW, _bundle
 from stream_forecaster.changelog import ChangelogReader, ensure_changelog_topic
 from stream_forecaster.engine import InferenceEngine
@@ -101,17 +98,7 @@ def _restore(settings: Settings, engine: InferenceEngine) -> tuple[float, int]:
 
 def run(keys: int = 100_000, report: Callable[[str], None] = print) -> str:
     """Measure and return the Markdown section for docs/benchmarks.md."""
-    external = os.environ.get("SF_BENCH_BOOTSTRAP")
-    broker: Any = None
-    if external:
-        bootstrap = external
-    else:
-        from tests.kafka_broker import LocalBroker  # the test harness's kafka-local wrapper
-
-        broker = LocalBroker(data_dir=Path(tempfile.mkdtemp(prefix="sf-bench-kafka-")))
-        report("  starting the local Kafka broker")
-        bootstrap = broker.start()
-    try:
+    with bench_bootstrap(report) as bootstrap:
         settings = Settings(
             kafka={"bootstrap_servers": bootstrap},
             processing={"group_id": f"bench-{time.time_ns()}"},
@@ -123,9 +110,6 @@ def run(keys: int = 100_000, report: Callable[[str], None] = print) -> str:
         report(f"  bare kafka-python read of {keys:,} records: {bare:.2f}s")
         restore, loaded = _restore(settings, engine)
         report(f"  restore of {loaded:,} windows: {restore:.2f}s")
-    finally:
-        if broker is not None:
-            broker.stop()
     verdict = "met" if restore <= TARGET_S else f"missed by {restore / TARGET_S - 1:.0%}"
     return "\n".join(
         [
