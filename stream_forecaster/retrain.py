@@ -23,7 +23,7 @@ from typing import Any, Literal
 from kafka import KafkaConsumer
 from kafka.errors import KafkaError
 
-from stream_forecaster.bundle import BundleError, ModelBundle, resolve_bundle
+from stream_forecaster.bundle import BundleError, ModelBundle
 from stream_forecaster.dataset import DataError, Windows, make_windows
 from stream_forecaster.history import History
 from stream_forecaster.http_server import HttpEndpoints
@@ -145,13 +145,10 @@ class RetrainWorker:
         self._last_outcome = "none yet"
 
     def _current_model(self) -> ModelBundle | None:
+        # A folder of plain bundle files (no registry.json) reads as promoted versions, the
+        # newest current: the registry covers that case too.
         entry = self.registry.current()
-        if entry is not None:
-            return self.registry.load(entry.version)
-        try:
-            return ModelBundle.load(resolve_bundle(self.settings.model.path))
-        except BundleError:
-            return None
+        return None if entry is None else self.registry.load(entry.version)
 
     # -- the loop --------------------------------------------------------------------------
 
