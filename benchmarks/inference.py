@@ -3,8 +3,10 @@
 Compares, at several batch sizes, forecasts per second of:
 - per-record ``model.predict`` (what hand-written consumers do: the baseline),
 - a plain eager ``model(x)`` call on the whole batch,
+- the Keras model in a ``tf.function`` compiled with XLA (the best TensorFlow offers here;
+  the project's engine used it until ONNX Runtime measured faster),
 - the project's :class:`~stream_forecaster.engine.InferenceEngine` (what ``serve`` calls:
-  scaling, bucketed padding, a ``tf.function`` with a fixed input signature),
+  scaling in and out around one ONNX Runtime call),
 and relates each to the machine's float32 matmul rate measured in the same run.
 """
 
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -58,21 +61,37 @@ def _bundle(model: Any) -> ModelBundle:
     )
 
 
-def _call(target: Any, x: np.ndarray, *, eager: bool = False) -> Callable[[], Any]:
-    """One batched call: Keras ``model(x)`` when ``eager``, else ``engine.forecast(x)``."""
-    if eager:
-        return lambda: target(x, training=False).numpy()
-    return lambda: target.forecast(x)
+def _xla(model: Any) -> Callable[[np.ndarray], Any]:
+    """The Keras model in a ``tf.function`` with a fixed input signature, compiled with
+    XLA; inputs padded to the next power of two so that a few shapes are compiled."""
+    import tensorflow as tf
+
+    spec = tf.TensorSpec((None, WINDOW, FEATURES), tf.float32)
+    compiled = tf.function(
+        lambda x: model(x, training=False), input_signature=[spec], jit_compile=True
+    )
+
+    def call(x: np.ndarray) -> Any:
+        padded = np.zeros((1 << max(0, len(x) - 1).bit_length(), WINDOW, FEATURES), np.float32)
+        padded[: len(x)] = x
+        return np.asarray(compiled(padded))[: len(x)]
+
+    return call
 
 
 def matmul_flops(seconds: float = 1.0) -> float:
-    """The machine's float32 matmul rate (FLOP/s) through TensorFlow, 512x512 products."""
+    """The machine's float32 matmul rate (FLOP/s): the faster of TensorFlow and NumPy on
+    512x512 products (the higher rate makes the stricter bound)."""
     import tensorflow as tf
 
     a = tf.random.normal((512, 512))
     b = tf.random.normal((512, 512))
     product = tf.function(lambda: tf.linalg.matmul(a, b))
-    return _rate(lambda: product().numpy(), 2 * 512**3, seconds)
+    an, bn = a.numpy(), b.numpy()
+    return max(
+        _rate(lambda: product().numpy(), 2 * 512**3, seconds),
+        _rate(lambda: an @ bn, 2 * 512**3, seconds),
+    )
 
 
 def run(seconds: float = 1.0, report: Callable[[str], None] = print) -> str:
@@ -84,20 +103,21 @@ def run(seconds: float = 1.0, report: Callable[[str], None] = print) -> str:
     bound = flops / FLOPS_PER_FORECAST
     report(f"float32 matmul: {flops / 1e9:.1f} GFLOP/s -> bound {bound:,.0f} forecasts/s")
 
-    bundle = _bundle(model)
-    engines = {
-        "engine, XLA off": InferenceEngine(bundle, max(BATCHES), jit_compile=False),
-        "engine (XLA, serve's)": InferenceEngine(bundle, max(BATCHES)),
-    }
+    engine = InferenceEngine(_bundle(model))
+    xla = _xla(model)
     one = rng.normal(size=(1, WINDOW, FEATURES)).astype(np.float32)
     baseline = _rate(lambda: model.predict(one, verbose=0), 1, seconds)
     report(f"per-record model.predict: {baseline:,.0f} forecasts/s")
 
-    columns = ["`model(x)`", *engines]
+    columns = ["`model(x)`", "`tf.function` + XLA", "engine (ONNX Runtime, serve's)"]
     rows: list[tuple[int, list[float]]] = []
     for batch in BATCHES:
         x = rng.normal(size=(batch, WINDOW, FEATURES)).astype(np.float32)
-        calls = [_call(model, x, eager=True)] + [_call(e, x) for e in engines.values()]
+        calls = [
+            partial(lambda x: model(x, training=False).numpy(), x),
+            partial(xla, x),
+            partial(engine.forecast, x),
+        ]
         rates = [_rate(call, batch, seconds) for call in calls]
         rows.append((batch, rates))
         shown = "   ".join(f"{c} {r:>9,.0f}/s" for c, r in zip(columns, rates, strict=True))

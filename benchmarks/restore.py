@@ -105,7 +105,7 @@ def run(keys: int = 100_000, report: Callable[[str], None] = print) -> str:
         )
         ensure_changelog_topic(settings, PARTITIONS)
         size = _fill(settings, keys, report)
-        engine = InferenceEngine(_bundle(build_model(WINDOW, FEATURES)), max_batch=8)
+        engine = InferenceEngine(_bundle(build_model(WINDOW, FEATURES)))
         bare = _bare_read(settings, keys)
         report(f"  bare kafka-python read of {keys:,} records: {bare:.2f}s")
         restore, loaded = _restore(settings, engine)

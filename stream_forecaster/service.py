@@ -94,7 +94,7 @@ class ForecastService:
         self.processor = BatchProcessor(settings, metrics)
         self.models = ModelSource(settings.model, metrics, on_reject=self._bundle_rejected)
         self.builder = EngineBuilder(
-            settings.processing.max_batch,
+            settings.processing.inference_threads,
             check=self.models.check_fits,
             on_failure=lambda _bundle, _exc: metrics.model_load_failures.inc(),
         )

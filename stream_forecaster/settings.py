@@ -223,6 +223,12 @@ class ProcessingSettings(_Section):
         description="exactly_once only; stable per instance (default: <group_id>-<hostname>).",
     )
     max_batch: int = Field(default=1024, ge=1, le=100_000, description="Records per poll.")
+    inference_threads: int = Field(
+        default=0,
+        ge=0,
+        le=256,
+        description="ONNX Runtime threads for a batch's inference call; 0: one per core.",
+    )
     session_timeout_ms: int = Field(
         default=10_000,
         ge=6_000,

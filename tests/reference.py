@@ -32,7 +32,7 @@ def reference_forecasts(
 ) -> dict[tuple[str, int], dict[str, object]]:
     """(key, window_end_ts) -> forecast message, for ``items`` processed in order."""
     processor = BatchProcessor(Settings(), ServiceMetrics(CollectorRegistry()))
-    processor.use_engine(InferenceEngine(bundle, max_batch=batch))
+    processor.use_engine(InferenceEngine(bundle))
     records = [Record("in", 0, i, 0, key, value) for i, (key, value) in enumerate(items)]
     out: dict[tuple[str, int], dict[str, object]] = {}
     for start in range(0, len(records), batch):

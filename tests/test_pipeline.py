@@ -21,7 +21,7 @@ HOUR = 3_600_000
 
 @pytest.fixture(scope="module")
 def engine() -> InferenceEngine:
-    return InferenceEngine(untrained_bundle(window=3), max_batch=64)
+    return InferenceEngine(untrained_bundle(window=3))
 
 
 @pytest.fixture
@@ -98,14 +98,14 @@ def test_a_new_model_with_the_same_shape_keeps_the_windows(
     processor: BatchProcessor,
 ) -> None:
     processor.process([reading("a", i, i) for i in range(3)])
-    processor.use_engine(InferenceEngine(untrained_bundle(window=3, seed=9), max_batch=8))
+    processor.use_engine(InferenceEngine(untrained_bundle(window=3, seed=9)))
     out = processor.process([reading("a", 3, 3)])
     assert len(out.forecasts) == 1  # no re-warm
 
 
 def test_a_model_with_another_window_starts_afresh(processor: BatchProcessor) -> None:
     processor.process([reading("a", i, i) for i in range(3)])
-    processor.use_engine(InferenceEngine(untrained_bundle(window=2), max_batch=8))
+    processor.use_engine(InferenceEngine(untrained_bundle(window=2)))
     assert processor.process([reading("a", 3, 3)]).forecasts == []
     assert len(processor.process([reading("a", 4, 4)]).forecasts) == 1
 
