@@ -4,7 +4,7 @@ process's steady state measured just before, in the same run.
 A real ``serve`` process (window 24, 8 features, 200 keys) on the real local broker gets a
 steady feed. The p99 of ``sf_end_to_end_latency_seconds`` is taken from /metrics over a
 steady period, then over a period in which new model bundles are published to the model
-topic (each swap builds and XLA-compiles an engine in the background). Issue #5's target:
+topic (each swap builds an engine in the background). Issue #5's target:
 p99 during swaps at most 2x steady state, no record skipped.
 """
 
@@ -14,10 +14,10 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from benchmarks.broker import bench_bootstrap
 from benchmarks.inference import FEATURES, WINDOW, _bundle
+from benchmarks.serve_metrics import buckets, quantile
 from stream_forecaster.messages import encode_reading
 from stream_forecaster.model import build_model
 from stream_forecaster.model_topic import publish_bundle
@@ -25,36 +25,6 @@ from stream_forecaster.settings import Settings
 
 KEYS, RATE, PERIOD_S, SWAPS = 200, 400.0, 20.0, 3
 TARGET_RATIO = 2.0
-
-
-def _buckets(serve: Any) -> dict[float, float]:
-    from prometheus_client.parser import text_string_to_metric_families
-
-    _, text = serve.get("/metrics")
-    out: dict[float, float] = {}
-    for family in text_string_to_metric_families(text):
-        if family.name == "sf_end_to_end_latency_seconds":
-            for sample in family.samples:
-                if sample.name.endswith("_bucket"):
-                    out[float(sample.labels["le"])] = sample.value
-    return out
-
-
-def _quantile(q: float, before: dict[float, float], after: dict[float, float]) -> float:
-    """Like PromQL's histogram_quantile over the bucket increases between two scrapes."""
-    bounds = sorted(after)
-    counts = [after[b] - before.get(b, 0.0) for b in bounds]
-    total = counts[-1]
-    if total <= 0:
-        return float("nan")
-    rank, lower, previous = q * total, 0.0, 0.0
-    for bound, count in zip(bounds, counts, strict=True):
-        if count >= rank:
-            if bound == float("inf"):
-                return lower
-            return lower + (bound - lower) * (rank - previous) / max(count - previous, 1e-12)
-        lower, previous = bound, count
-    return bounds[-2]
 
 
 def run(report: Callable[[str], None] = print) -> str:
@@ -100,9 +70,9 @@ def _measure(bootstrap: str, report: Callable[[str], None]) -> str:
         feed = produce_paced(bootstrap, serve.input_topic, items, per_second=RATE)
         report(f"feeding {RATE:.0f} readings/s from {KEYS} keys; warming up {PERIOD_S:.0f}s")
         time.sleep(PERIOD_S)  # warm-up: a duration of the benchmark, not an awaited event
-        start = _buckets(serve)
+        start = buckets(serve)
         time.sleep(PERIOD_S)
-        steady_end = _buckets(serve)
+        steady_end = buckets(serve)
         report(f"steady p99 measured; now {SWAPS} swaps over {PERIOD_S:.0f}s")
         versions = []
         for n in range(SWAPS):
@@ -111,14 +81,14 @@ def _measure(bootstrap: str, report: Callable[[str], None]) -> str:
             versions.append(bundle.version)
             time.sleep(PERIOD_S / SWAPS)  # spacing the swaps
             report(f"  swap {n + 1}/{SWAPS}: published {bundle.version}")
-        swap_end = _buckets(serve)
+        swap_end = buckets(serve)
         served = serve.metric("sf_model_info", {"version": versions[-1]})
         feed.join(timeout=120)
         records = serve.metric("sf_records_total") or 0
     finally:
         serve.close()
-    steady = _quantile(0.99, start, steady_end)
-    swapping = _quantile(0.99, steady_end, swap_end)
+    steady = quantile(0.99, start, steady_end)
+    swapping = quantile(0.99, steady_end, swap_end)
     ratio = swapping / steady
     verdict = "met" if ratio <= TARGET_RATIO else f"missed by {ratio / TARGET_RATIO - 1:.0%}"
     report(f"p99 steady {steady * 1000:.1f} ms, during swaps {swapping * 1000:.1f} ms")

@@ -14,7 +14,7 @@ import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from stream_forecaster import __version__
 from stream_forecaster.arguments import csv_list
@@ -135,6 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_simulate_parser(sub, common)
     add_watch_parser(sub, common)
     _add_models_parser(sub, common)
+    _add_bench_parser(sub, common)
     return parser
 
 
@@ -357,6 +358,38 @@ def _add_models_parser(
     rollback.set_defaults(handler=_cmd_models_rollback)
 
 
+def _add_bench_parser(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
+) -> None:
+    bench = sub.add_parser(
+        "bench",
+        parents=[common],
+        help="run the benchmark suites (source checkout), rewrite docs/benchmarks.md",
+        description="Run the benchmark suites (the same as `make bench`): each prints a "
+        "table with its baselines measured in the same run and rewrites its section of "
+        "docs/benchmarks.md with the command, the machine and the date. Suites that need "
+        "Kafka start a local broker (or use SF_BENCH_BOOTSTRAP). Needs the source checkout "
+        "(benchmarks/ and tests/ beside the package).",
+        formatter_class=_Formatter,
+    )
+    benchmarks_main = _benchmarks()
+    if benchmarks_main is not None:
+        benchmarks_main.add_arguments(bench)
+    bench.set_defaults(handler=_cmd_bench)
+
+
+def _benchmarks() -> Any:
+    """The ``benchmarks`` package's runner, from the source checkout; None without one."""
+    root = Path(__file__).resolve().parents[1]
+    if not (root / "benchmarks" / "__main__.py").is_file():
+        return None
+    if str(root) not in sys.path:
+        sys.path.append(str(root))
+    import benchmarks.__main__ as runner
+
+    return runner
+
+
 # -- commands --------------------------------------------------------------------------------
 
 
@@ -381,6 +414,19 @@ def _stop_on_signals(then: str) -> threading.Event:
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
     return stop
+
+
+def _cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
+    runner = _benchmarks()
+    if runner is None:
+        print(
+            "stream-forecaster bench: error: the benchmarks live in the source checkout "
+            "(benchmarks/ beside stream_forecaster/); install it with `make install`",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    runner.run(args.suite or list(runner.SUITES), args.seconds, "stream-forecaster bench")
+    return 0
 
 
 def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
