@@ -2,10 +2,11 @@
 
 Top to bottom, for each record of a batch: decode and validate -> update the key's window
 -> if the window is ready, queue it; then ONE batched inference call for all queued
-windows -> forecast records -> a snapshot of every changed window for the changelog.
-No Kafka client in here: the service sends what this returns and commits the offsets it
-reports. The processor also knows which input partition each key came from, so that the
-service can drop (on revoke) and load (on assignment) the windows of whole partitions.
+windows -> forecast records; the keys whose windows changed are reported, and
+:meth:`BatchProcessor.changelog` snapshots them at the checkpoint. No Kafka client in
+here: the service sends what this returns and commits the offsets it reports. The
+processor also knows which input partition each key came from, so that the service can
+drop (on revoke) and load (on assignment) the windows of whole partitions.
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import operator
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -22,7 +24,12 @@ import numpy.typing as npt
 
 from stream_forecaster.dead_letter import dead_letter
 from stream_forecaster.engine import InferenceEngine
-from stream_forecaster.messages import Forecast, InvalidRecord, check_features, decode_reading
+from stream_forecaster.messages import (
+    InvalidRecord,
+    check_features,
+    decode_reading_fields,
+    encode_forecast,
+)
 from stream_forecaster.metrics import ServiceMetrics
 from stream_forecaster.records import InputRecord, OutputRecord
 from stream_forecaster.scoring import OnlineScorer
@@ -39,14 +46,14 @@ class BatchOutput:
     Args:
         forecasts: forecast records, in input order.
         dead_letters: rejected input records, in input order.
-        changelog: one snapshot per window the batch changed, to the changelog partition
-            that mirrors the key's input partition (empty when the changelog is off).
+        changed: key -> input partition of every window the batch changed (for the
+            changelog, written at the checkpoint: :meth:`BatchProcessor.changelog`).
         offsets: per (topic, partition), the next offset to commit.
     """
 
     forecasts: list[OutputRecord] = field(default_factory=list)
     dead_letters: list[OutputRecord] = field(default_factory=list)
-    changelog: list[OutputRecord] = field(default_factory=list)
+    changed: dict[str, int] = field(default_factory=dict)
     offsets: dict[tuple[str, int], int] = field(default_factory=dict)
 
 
@@ -126,6 +133,7 @@ class BatchProcessor:
             raise RuntimeError("no model loaded: call use_engine() first")
         engine, store = self.engine, self.store
         features = engine.features
+        in_model_order = _getter(features)
         topics = self.settings.topics
         max_bytes = self.settings.processing.max_record_bytes
         now = self.clock()
@@ -134,30 +142,31 @@ class BatchProcessor:
         windows: list[npt.NDArray[np.float32]] = []
         changed: dict[str, int] = {}
         actuals: dict[tuple[str, int], float] = {}  # this batch's target values
+        per_topic: dict[str, int] = {}
         for record in records:
             out.offsets[(record.topic, record.partition)] = record.offset + 1
-            self.metrics.records.labels(topic=record.topic).inc()
+            per_topic[record.topic] = per_topic.get(record.topic, 0) + 1
             try:
-                reading = decode_reading(record.key, record.value, max_bytes=max_bytes)
-                check_features(reading, features, where=f"{reading.key}@offset {record.offset}")
+                key, ts, values = decode_reading_fields(
+                    record.key, record.value, max_bytes=max_bytes
+                )
+                check_features(values, features, where=f"{key}@offset {record.offset}")
             except InvalidRecord as error:
                 self.metrics.records_invalid.labels(reason=error.reason).inc()
                 out.dead_letters.append(dead_letter(record, error, topics.dead_letter))
                 continue
-            row = np.fromiter(
-                (math.nan if (v := reading.values[f]) is None else v for f in features),
-                dtype=np.float32,
-                count=len(features),
-            )
+            # In model order; numpy turns None (not measured) into NaN.
+            ordered = in_model_order(values)
+            row = np.array(ordered, dtype=np.float32)
             # The actual value for a forecast held for this (key, ts), if any.
             actual = float(row[engine.target_index])
-            self.scorer.observe(reading.key, reading.ts, actual)
-            actuals[(reading.key, reading.ts)] = actual
-            update = store.update(reading.key, reading.ts, row, now)
+            self.scorer.score(key, ts, actual)
+            actuals[(key, ts)] = actual
+            update = store.update(key, ts, row, now, None in ordered)
             if update.outcome != "appended":
                 self.metrics.readings_ignored.labels(rule=update.outcome).inc()
                 continue
-            changed[reading.key] = self.partition_of[reading.key] = record.partition
+            changed[key] = self.partition_of[key] = record.partition
             if update.gap != "none":
                 self.metrics.window_gaps.labels(action=update.gap).inc()
             if update.ready:
@@ -165,23 +174,33 @@ class BatchProcessor:
                 windows.append(window)
                 pending.append(
                     _Pending(
-                        key=reading.key,
-                        window_end_ts=reading.ts,
-                        forecast_ts=reading.ts + store.interval(update.slot),
+                        key=key,
+                        window_end_ts=ts,
+                        forecast_ts=ts + store.interval(update.slot),
                         source_timestamp_ms=record.timestamp,
                         persistence=float(window[-1, engine.target_index]),
                     )
                 )
+        for topic, n in per_topic.items():
+            self.metrics.records.labels(topic=topic).inc(n)
         if pending:
             out.forecasts = self._forecast(engine, pending, np.stack(windows), actuals)
-        if self.changelog_topic is not None:
-            out.changelog = [
-                self._changelog_record(key, partition, store.snapshot(key))
-                for key, partition in changed.items()
-            ]
+        out.changed = changed
         self.metrics.active_keys.set(len(store))
         self._export_scores()
         return out
+
+    def changelog(self, changed: Mapping[str, int]) -> list[OutputRecord]:
+        """The changelog records of ``changed`` keys (key -> input partition): a snapshot of
+        each window still held, to the changelog partition that mirrors the key's input
+        partition, built in one pass. Empty when the changelog is off."""
+        if self.changelog_topic is None or self.store is None or not changed:
+            return []
+        held = [key for key in changed if key in self.store]
+        return [
+            self._changelog_record(key, changed[key], snapshot)
+            for key, snapshot in zip(held, self.store.snapshots(held), strict=True)
+        ]
 
     def _changelog_record(self, key: str, partition: int, value: bytes | None) -> OutputRecord:
         assert self.changelog_topic is not None
@@ -300,16 +319,6 @@ class BatchProcessor:
                     item.window_end_ts,
                 )
                 continue
-            forecast = Forecast(
-                key=item.key,
-                ts=item.forecast_ts,
-                target=target,
-                forecast=value,
-                lower=low,
-                upper=high,
-                model_version=engine.version,
-                window_end_ts=item.window_end_ts,
-            )
             if math.isfinite(item.persistence):
                 self.scorer.expect(
                     item.key,
@@ -322,12 +331,21 @@ class BatchProcessor:
                 )
                 # Its actual may have come later in this same batch (catching up).
                 if (actual := actuals.get((item.key, item.forecast_ts))) is not None:
-                    self.scorer.observe(item.key, item.forecast_ts, actual)
+                    self.scorer.score(item.key, item.forecast_ts, actual)
             records.append(
                 OutputRecord(
                     topic=topic,
                     key=item.key.encode(),
-                    value=forecast.to_json_bytes(),
+                    value=encode_forecast(
+                        key=item.key,
+                        ts=item.forecast_ts,
+                        target=target,
+                        forecast=value,
+                        lower=low,
+                        upper=high,
+                        model_version=engine.version,
+                        window_end_ts=item.window_end_ts,
+                    ),
                     source_timestamp_ms=item.source_timestamp_ms,
                 )
             )
@@ -356,3 +374,13 @@ class BatchProcessor:
             for key, partition in zip(evicted, partitions, strict=True)
             if partition is not None
         ]
+
+
+def _getter(
+    names: tuple[str, ...],
+) -> Callable[[dict[str, float | None]], tuple[float | None, ...]]:
+    """The values of ``names``, in that order, from a dict (a tuple even for one name)."""
+    if len(names) == 1:
+        name = names[0]
+        return lambda values: (values[name],)
+    return operator.itemgetter(*names)

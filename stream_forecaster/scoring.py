@@ -405,21 +405,14 @@ class OnlineScorer:
             later time stays pending.
         """
         pending = self._pending.get(key)
-        if pending is None or ts < pending.ts:
+        if pending is None or ts < pending.ts or not self.score(key, ts, actual):
             return None
-        del self._pending[key]
         actual = float(actual)
-        if ts > pending.ts or not math.isfinite(actual):
-            self.unscored["no_actual"] += 1
-            return None
         error = actual - pending.forecast
-        abs_error = abs(error)
-        squared_error = error * error
         persistence_error = abs(actual - pending.persistence)
         covered: bool | None = None
         if pending.lower is not None and pending.upper is not None:
             covered = pending.lower <= actual <= pending.upper
-        self._record(pending.model_version, abs_error, squared_error, persistence_error, covered)
         return ScoredPoint(
             key=key,
             ts=ts,
@@ -429,11 +422,35 @@ class OnlineScorer:
             persistence=pending.persistence,
             lower=pending.lower,
             upper=pending.upper,
-            abs_error=abs_error,
-            squared_error=squared_error,
+            abs_error=abs(error),
+            squared_error=error * error,
             persistence_abs_error=persistence_error,
             covered=covered,
         )
+
+    def score(self, key: str, ts: int, actual: float) -> bool:
+        """:meth:`observe` without building the :class:`ScoredPoint` (the hot path);
+        returns whether a point was scored."""
+        pending = self._pending.get(key)
+        if pending is None or ts < pending.ts:
+            return False
+        del self._pending[key]
+        actual = float(actual)
+        if ts > pending.ts or not math.isfinite(actual):
+            self.unscored["no_actual"] += 1
+            return False
+        error = actual - pending.forecast
+        covered = -1
+        if pending.lower is not None and pending.upper is not None:
+            covered = int(pending.lower <= actual <= pending.upper)
+        self._record(
+            pending.model_version,
+            abs(error),
+            error * error,
+            abs(actual - pending.persistence),
+            covered,
+        )
+        return True
 
     def _record(
         self,
@@ -441,8 +458,9 @@ class OnlineScorer:
         abs_error: float,
         squared_error: float,
         persistence_error: float,
-        covered: bool | None,
+        covered: int,
     ) -> None:
+        """Add a scored point; ``covered``: 1 or 0, or -1 without an interval."""
         window = self._versions.get(version)
         if window is None:
             window = self._versions[version] = _VersionWindow(self.window)
@@ -450,9 +468,7 @@ class OnlineScorer:
                 self._versions.popitem(last=False)
         else:
             self._versions.move_to_end(version)
-        window.add(
-            abs_error, squared_error, persistence_error, -1 if covered is None else int(covered)
-        )
+        window.add(abs_error, squared_error, persistence_error, covered)
         self._errors[self._errors_head] = abs_error
         self._errors_head = (self._errors_head + 1) % self.window
         if self._n_errors < self.window:

@@ -3,9 +3,11 @@
 Per poll: apply partition changes (restore the windows of newly assigned partitions from
 the changelog, drop those of revoked ones) -> records in ->
 :class:`~stream_forecaster.pipeline.BatchProcessor` (validate, windows, one batched
-inference) -> checkpoint -> metrics. The checkpoint order is quix-streams': publish
-forecasts and dead letters -> flush -> produce changelog -> flush -> commit offsets. With
-``exactly_once`` all of it goes into one Kafka transaction instead.
+inference) -> forecasts and dead letters sent -> checkpoint when due -> metrics. The
+checkpoint order is quix-streams': flush the forecasts and dead letters -> produce the
+changelog of the windows changed since the last one -> flush -> commit offsets; it runs
+every ``SF_PROCESSING__COMMIT_INTERVAL_MS`` (:mod:`stream_forecaster.checkpoint`). With
+``exactly_once`` each batch is one Kafka transaction instead.
 
 Failure policy: a record that cannot be used goes to the dead-letter topic and the loop
 goes on. A checkpoint that fails after the client's own retries (broker down, fenced by a
@@ -31,6 +33,7 @@ from kafka.structs import OffsetAndMetadata
 
 from stream_forecaster.broker_probe import BrokerProbe
 from stream_forecaster.changelog import ChangelogError, ChangelogReader, ensure_changelog_topic
+from stream_forecaster.checkpoint import PendingCheckpoint
 from stream_forecaster.http_server import HttpEndpoints
 from stream_forecaster.kafka_io import make_consumer, make_producer, transactional_id
 from stream_forecaster.metrics import ServiceMetrics
@@ -106,6 +109,8 @@ class ForecastService:
         self.changelog: ChangelogReader | None = None
         self.held: set[int] = set()  # input partitions whose windows are in the processor
         self.probe: BrokerProbe | None = None
+        self.pending = PendingCheckpoint()
+        self._commit_interval_s = settings.processing.commit_interval_ms / 1000
         self._recovering = False
         self._alive_at = time.monotonic()
         self._polled_at = 0.0
@@ -235,13 +240,17 @@ class ForecastService:
                         self._follow_assignment()
                     if records:
                         started = time.perf_counter()
-                        self._handle(self.processor.process(records), consumer, producer)
+                        self._handle(self.processor.process(records), consumer, producer, now)
                         self.metrics.batch_seconds.observe(time.perf_counter() - started)
                     if now >= next_evict:
                         next_evict = now + _EVICT_EVERY_S
                         tombstones = self.processor.evict_idle()
-                        if tombstones:
-                            self._handle(BatchOutput(changelog=tombstones), consumer, producer)
+                        if tombstones and self.exactly_once:
+                            self._transact(BatchOutput(), consumer, producer, tombstones)
+                        else:
+                            self.pending.add_tombstones(tombstones, now)
+                    if self.pending.due(time.monotonic(), self._commit_interval_s):
+                        self._checkpoint(consumer, producer)
                 except (PublishError, ChangelogError, KafkaError) as exc:
                     producer = self._recover(exc, consumer, producer)
                     continue
@@ -252,6 +261,11 @@ class ForecastService:
                 if now >= next_model:
                     self._poll_model_folder()
                     next_model = now + settings.processing.model_poll_s
+            if self.pending and not self._recovering:
+                try:
+                    self._checkpoint(consumer, producer)
+                except (PublishError, ChangelogError, KafkaError) as exc:
+                    log.warning("last checkpoint failed (redelivered after restart): %s", exc)
         finally:
             log.info("shutting down: leaving the consumer group")
             consumer.close(autocommit=False, timeout_ms=3000)
@@ -299,6 +313,7 @@ class ForecastService:
         owned = {tp.partition for tp in list(self.assignment.partitions)}
         gone, new = self.held - owned, owned - self.held
         if gone:
+            self.pending.drop_partitions(self.settings.topics.input, gone)
             dropped = self.processor.forget_partitions(gone)
             log.info("dropped the windows of %d keys of revoked partitions %s", dropped, gone)
         self.held -= gone
@@ -337,6 +352,7 @@ class ForecastService:
         log.warning("%s; recovering: reloading windows, rewinding to committed offsets", error)
         with contextlib.suppress(Exception):
             producer.close(timeout=0)
+        self.pending = PendingCheckpoint()  # all of it is processed again
         backoff, attempt = 0.5, 1
         while not self.stop.is_set():
             self._alive_at = time.monotonic()
@@ -368,21 +384,32 @@ class ForecastService:
 
     # -- one batch -------------------------------------------------------------------------
 
-    def _handle(self, out: BatchOutput, consumer: Any, producer: Any) -> None:
-        offsets = {
-            TopicPartition(topic, partition): OffsetAndMetadata(offset, "", -1)
-            for (topic, partition), offset in out.offsets.items()
-        }
+    def _handle(self, out: BatchOutput, consumer: Any, producer: Any, now: float) -> None:
+        """Send a processed batch; with ``exactly_once`` as one transaction, else pending
+        the next checkpoint."""
         if self.exactly_once:
-            self._transact(out, offsets, consumer, producer)
+            self._transact(out, consumer, producer)
             return
-        self._publish(out.forecasts, out.dead_letters, producer)
-        if out.changelog:
-            self._publish([], out.changelog, producer, changelog=True)
-        if not offsets:
+        futures = [self._send(producer, r, forecast=True) for r in out.forecasts]
+        futures += [self._send(producer, r, forecast=False) for r in out.dead_letters]
+        self.pending.add(out, futures, now)
+        if self._commit_interval_s <= 0:
+            self._checkpoint(consumer, producer)
+
+    def _checkpoint(self, consumer: Any, producer: Any) -> None:
+        """at_least_once: flush what was sent -> changelog -> flush -> commit offsets."""
+        pending, self.pending = self.pending, PendingCheckpoint()
+        self._flush(producer, pending.futures)
+        changelog = self.processor.changelog(pending.changed) + pending.tombstones
+        if changelog:
+            self._flush(producer, [self._send(producer, r, forecast=False) for r in changelog])
+            self.metrics.state_snapshots_written.inc(len(changelog))
+        if not pending.offsets:
             return
         try:
-            consumer.commit(offsets, timeout_ms=self.settings.kafka.request_timeout_ms)
+            consumer.commit(
+                _offsets(pending.offsets), timeout_ms=self.settings.kafka.request_timeout_ms
+            )
             self.metrics.commits.inc()
         except (CommitFailedError, KafkaError) as exc:
             # A rebalance took the partitions: their new owner redelivers (at least once).
@@ -390,14 +417,28 @@ class ForecastService:
             log.warning("offset commit failed (records will be redelivered): %s", exc)
 
     def _transact(
-        self, out: BatchOutput, offsets: dict[Any, Any], consumer: Any, producer: Any
+        self,
+        out: BatchOutput,
+        consumer: Any,
+        producer: Any,
+        tombstones: list[OutputRecord] | None = None,
     ) -> None:
+        """exactly_once: a batch's forecasts, dead letters, changelog and offsets in one
+        transaction."""
         try:
             producer.begin_transaction()
-            self._publish(out.forecasts, out.dead_letters, producer, flush=False)
-            self._publish([], out.changelog, producer, flush=False, changelog=True)
-            if offsets:
-                producer.send_offsets_to_transaction(offsets, consumer.group_metadata())
+            for record in out.forecasts:
+                self._send(producer, record, forecast=True)
+            for record in out.dead_letters:
+                self._send(producer, record, forecast=False)
+            changelog = self.processor.changelog(out.changed) + (tombstones or [])
+            for record in changelog:
+                self._send(producer, record, forecast=False)
+            self.metrics.state_snapshots_written.inc(len(changelog))
+            if out.offsets:
+                producer.send_offsets_to_transaction(
+                    _offsets(out.offsets), consumer.group_metadata()
+                )
             producer.commit_transaction()
             self.metrics.commits.inc()
         except KafkaError as exc:
@@ -406,31 +447,25 @@ class ForecastService:
                 producer.abort_transaction()
             raise PublishError(f"transaction failed and was aborted: {exc!r}") from exc
 
-    def _publish(
-        self,
-        forecasts: list[OutputRecord],
-        others: list[OutputRecord],
-        producer: Any,
-        *,
-        flush: bool = True,
-        changelog: bool = False,
-    ) -> None:
-        futures = [self._send(producer, r, forecast=True) for r in forecasts]
-        futures += [self._send(producer, r, forecast=False) for r in others]
-        if changelog:
-            self.metrics.state_snapshots_written.inc(len(others))
-        if flush:
-            try:
-                producer.flush(timeout=self.settings.kafka.request_timeout_ms / 1000)
-            except KafkaError as exc:
-                raise PublishError(f"flushing {len(futures)} records failed: {exc!r}") from exc
-            failed = [f.exception for f in futures if f.failed()]
-            if failed or not all(f.is_done for f in futures):
-                raise PublishError(
-                    f"{len(failed)} of {len(futures)} records not published: {failed[0]!r}"
-                    if failed
-                    else "flush timed out"
-                )
+    def _flush(self, producer: Any, futures: list[Any]) -> None:
+        """Wait until every one of ``futures`` is acknowledged.
+
+        Raises:
+            PublishError: a record was not published (offsets must not be committed).
+        """
+        if not futures:
+            return
+        try:
+            producer.flush(timeout=self.settings.kafka.request_timeout_ms / 1000)
+        except KafkaError as exc:
+            raise PublishError(f"flushing {len(futures)} records failed: {exc!r}") from exc
+        failed = [f.exception for f in futures if f.failed()]
+        if failed or not all(f.is_done for f in futures):
+            raise PublishError(
+                f"{len(failed)} of {len(futures)} records not published: {failed[0]!r}"
+                if failed
+                else "flush timed out"
+            )
 
     def _send(self, producer: Any, record: OutputRecord, *, forecast: bool) -> Any:
         future = producer.send(
@@ -468,3 +503,10 @@ class ForecastService:
 
 def _names(partitions: Any) -> str:
     return ", ".join(sorted(f"{tp.topic}[{tp.partition}]" for tp in partitions)) or "none"
+
+
+def _offsets(offsets: dict[tuple[str, int], int]) -> dict[TopicPartition, OffsetAndMetadata]:
+    return {
+        TopicPartition(topic, partition): OffsetAndMetadata(offset, "", -1)
+        for (topic, partition), offset in offsets.items()
+    }

@@ -239,6 +239,15 @@ class ProcessingSettings(_Section):
     max_wait_ms: int = Field(
         default=20, ge=0, le=60_000, description="Longest wait for a poll to fill."
     )
+    commit_interval_ms: int = Field(
+        default=1000,
+        ge=0,
+        le=60_000,
+        description="at_least_once: how often to checkpoint (flush the forecasts, write "
+        "the windows changed since the last checkpoint to the changelog, commit offsets); "
+        "0: after every batch. Forecasts are sent at once either way; a crash reprocesses "
+        "at most this much. exactly_once commits every batch (one transaction each).",
+    )
     max_record_bytes: int = Field(default=64 * 1024, ge=64, le=16 * 1024 * 1024)
     shutdown_timeout_s: float = Field(default=8.0, gt=0, le=300)
     model_poll_s: float = Field(

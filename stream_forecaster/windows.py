@@ -176,7 +176,14 @@ class WindowStore:
 
     # -- updates ---------------------------------------------------------------------------
 
-    def update(self, key: str, ts: int, row: npt.NDArray[np.float32], now: float) -> Update:
+    def update(
+        self,
+        key: str,
+        ts: int,
+        row: npt.NDArray[np.float32],
+        now: float,
+        has_nan: bool | None = None,
+    ) -> Update:
         """Apply one reading.
 
         Args:
@@ -184,7 +191,10 @@ class WindowStore:
             ts: the reading's time, epoch milliseconds.
             row: the feature values in model order, NaN where missing; shape ``(n_features,)``.
             now: the current (monotonic) time in seconds, for idle-key eviction.
+            has_nan: whether ``row`` has a NaN, when the caller knows (else checked here).
         """
+        if has_nan is None:
+            has_nan = bool(np.isnan(row).any())
         slot, new_key = self._slot_for(key)
         self._last_seen[slot] = now
         gap: GapAction = "none"
@@ -209,20 +219,21 @@ class WindowStore:
                     missing = min(round(step / interval) - 1, self.window)
                     last = self._values[slot, (self._head[slot] - 1) % self.window].copy()
                     for _ in range(max(missing, 0)):
-                        self._append(slot, last)
+                        self._append(slot, last, bool(np.isnan(last).any()))
             else:
                 self._learn_step(slot, step)
-        if np.isnan(row).any() and self._rows[slot] > 0:
+        if has_nan and self._rows[slot] > 0:
             previous = self._values[slot, (self._head[slot] - 1) % self.window]
             row = np.where(np.isnan(row), previous, row).astype(np.float32)
-        self._append(slot, row)
+            has_nan = bool(np.isnan(row).any())
+        self._append(slot, row, has_nan)
         self._newest_ts[slot] = ts
         return Update("appended", gap, self.is_ready(slot), slot, new_key)
 
-    def _append(self, slot: int, row: npt.NDArray[np.float32]) -> None:
+    def _append(self, slot: int, row: npt.NDArray[np.float32], has_nan: bool) -> None:
         head = int(self._head[slot])
         self._values[slot, head] = row
-        if np.isnan(row).any():
+        if has_nan:
             self._last_nan_row[slot] = self._rows[slot]
         self._head[slot] = (head + 1) % self.window
         self._rows[slot] += 1
@@ -251,9 +262,8 @@ class WindowStore:
 
     def window_of(self, slot: int) -> npt.NDArray[np.float32]:
         """The key's window, oldest reading first, shape ``(window, n_features)`` (a copy)."""
-        order = (self._head[slot] + np.arange(self.window)) % self.window
-        window: npt.NDArray[np.float32] = self._values[slot, order]
-        return window
+        values, head = self._values[slot], int(self._head[slot])
+        return np.concatenate((values[head:], values[:head]))
 
     def slot_of(self, key: str) -> int | None:
         return self._slots.get(key)
@@ -276,10 +286,47 @@ class WindowStore:
             int(self._last_nan_row[slot]),
             int(self._newest_ts[slot]),
             int(self._n_steps[slot]),
-            *(int(s) for s in self._steps[slot]),
+            *self._steps[slot].tolist(),
         )
         values: bytes = self._values[slot].tobytes()
         return head + values
+
+    def snapshots(self, keys: list[str]) -> list[bytes]:
+        """:meth:`snapshot` of each of ``keys``, built in one vectorised pass (the same
+        bytes; the checkpoint writes one per changed key).
+
+        Raises:
+            KeyError: the store does not hold one of ``keys``.
+        """
+        slots = np.fromiter((self._slots[k] for k in keys), dtype=np.int64, count=len(keys))
+        shape = (self.window, self.n_features)
+        layout = np.dtype(
+            [
+                ("magic", "S4"),
+                ("window", "<u4"),
+                ("n_features", "<u4"),
+                ("head", "<i8"),
+                ("rows", "<i8"),
+                ("last_nan_row", "<i8"),
+                ("newest_ts", "<i8"),
+                ("n_steps", "<i8"),
+                ("steps", "<i8", (_STEPS_KEPT,)),
+                ("values", "<f4", shape),
+            ]
+        )
+        out = np.empty(len(keys), dtype=layout)
+        out["magic"] = _SNAPSHOT_MAGIC
+        out["window"] = self.window
+        out["n_features"] = self.n_features
+        out["head"] = self._head[slots]
+        out["rows"] = self._rows[slots]
+        out["last_nan_row"] = self._last_nan_row[slots]
+        out["newest_ts"] = self._newest_ts[slots]
+        out["n_steps"] = self._n_steps[slots]
+        out["steps"] = self._steps[slots]
+        out["values"] = self._values[slots]
+        data, size = out.tobytes(), layout.itemsize
+        return [data[i : i + size] for i in range(0, len(data), size)]
 
     def load_snapshot(self, key: str, data: bytes, now: float) -> None:
         """Set the key's state from :meth:`snapshot` bytes, replacing what it had.

@@ -60,6 +60,8 @@ def run_kill_restart(
         "SF_PROCESSING__GUARANTEE": guarantee,
         "SF_PROCESSING__TRANSACTIONAL_ID": f"sf-test-{guarantee}",
         "SF_PROCESSING__MAX_BATCH": "50",
+        # Checkpoints well within the run, so that the kill comes after some commits.
+        "SF_PROCESSING__COMMIT_INTERVAL_MS": "100",
     }
     first_run = ServeProcess(
         bootstrap=kafka_bootstrap,

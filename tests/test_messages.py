@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -15,6 +16,7 @@ from stream_forecaster.messages import (
     Reading,
     check_features,
     decode_reading,
+    encode_forecast,
     encode_reading,
     format_timestamp,
     parse_timestamp,
@@ -129,6 +131,32 @@ def test_forecast_json_has_the_documented_fields() -> None:
         "window_end_ts": 0,
     }
     assert Forecast.model_validate_json(f.to_json_bytes()) == f
+
+
+finite = st.floats(allow_nan=False, allow_infinity=False)
+
+
+@given(
+    key=st.text(min_size=1, max_size=20),
+    ts=st.integers(0, 4_000_000_000_000),
+    forecast=finite,
+    bounds=st.none() | st.tuples(finite, finite),
+)
+def test_the_hot_path_forecast_encoding_equals_the_model(
+    key: str, ts: int, forecast: float, bounds: tuple[float, float] | None
+) -> None:
+    lower, upper = bounds or (None, None)
+    fields: dict[str, Any] = {
+        "key": key,
+        "ts": ts,
+        "target": "pm2.5",
+        "forecast": forecast,
+        "lower": lower,
+        "upper": upper,
+        "model_version": "20260101T000000Z-0123abcd",
+        "window_end_ts": ts - 60_000,
+    }
+    assert encode_forecast(**fields) == Forecast(**fields).to_json_bytes()
 
 
 def test_forecast_refuses_non_finite_values() -> None:

@@ -118,13 +118,17 @@ def test_changed_windows_go_to_the_changelog_partition_of_their_input(
     out = processor.process(records)
 
     topic = Settings().changelog_topic()
-    assert [(r.topic, r.key, r.partition) for r in out.changelog] == [
+    assert out.changed == {"a": 2, "b": 0}
+    changelog = processor.changelog(out.changed)
+    assert [(r.topic, r.key, r.partition) for r in changelog] == [
         (topic, b"a", 2),
         (topic, b"b", 0),
     ]
     assert processor.store is not None
-    assert out.changelog[0].value == processor.store.snapshot("a")
-    assert processor.process([reading("a", 1, 3, partition=2)]).changelog == []  # unchanged
+    assert changelog[0].value == processor.store.snapshot("a")
+    assert processor.process([reading("a", 1, 3, partition=2)]).changed == {}  # unchanged
+    processor.forget_partitions({0})
+    assert [r.key for r in processor.changelog(out.changed)] == [b"a"]  # only those held
 
 
 def test_windows_of_a_partition_are_dropped_and_loaded_back(
@@ -133,7 +137,9 @@ def test_windows_of_a_partition_are_dropped_and_loaded_back(
     first = processor.process(
         [reading(k, i, i, p) for i in range(2) for k, p in (("a", 1), ("b", 0))]
     )
-    snapshots = {r.key.decode(): r.value for r in first.changelog if r.key and r.value}
+    snapshots = {
+        r.key.decode(): r.value for r in processor.changelog(first.changed) if r.key and r.value
+    }
 
     assert processor.forget_partitions({1}) == 1
     assert processor.store is not None and "a" not in processor.store and "b" in processor.store
@@ -154,7 +160,7 @@ def test_evicted_keys_leave_tombstones(engine: InferenceEngine) -> None:
     off = Settings(state={"changelog": False})
     q = BatchProcessor(off, ServiceMetrics(CollectorRegistry()), clock=lambda: now[0])
     q.use_engine(engine)
-    assert q.process([reading("a", 0, 0)]).changelog == []
+    assert q.changelog(q.process([reading("a", 0, 0)]).changed) == []
 
 
 def test_forecasts_are_scored_when_their_actual_arrives_and_get_intervals(

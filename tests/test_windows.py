@@ -209,6 +209,25 @@ def test_a_snapshot_restores_the_key_exactly(
         assert state_of(restored, "k") == state_of(original, "k")
 
 
+@settings(max_examples=30, deadline=None)
+@given(
+    readings=st.lists(
+        st.tuples(st.sampled_from(["a", "b", "c"]), st.integers(-2, 6), st.booleans()),
+        min_size=1,
+        max_size=60,
+    )
+)
+def test_snapshots_in_one_pass_equal_one_by_one(readings: list[tuple[str, int, bool]]) -> None:
+    """The vectorised snapshots of the checkpoint are byte for byte the per-key ones."""
+    store = WindowStore(window=4, n_features=2)
+    ts = dict.fromkeys("abc", 10 * MIN)
+    for i, (key, step, missing) in enumerate(readings):
+        ts[key] += step * MIN
+        store.update(key, ts[key], row(np.nan if missing else float(i), 1.0), now=0.0)
+    keys = store.keys()
+    assert store.snapshots(keys) == [store.snapshot(k) for k in keys]
+
+
 def test_a_snapshot_of_another_shape_or_damaged_is_refused() -> None:
     small = WindowStore(window=3, n_features=2)
     feed(small, "k", 3)
