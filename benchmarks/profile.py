@@ -20,15 +20,17 @@ class Profile:
         pid: the process to sample.
         path: where the collapsed stacks are written.
         rate: samples per second.
+        idle: sample waiting threads too (where the main thread waits: flush, commit).
     """
 
-    def __init__(self, pid: int, path: Path, rate: int = 100) -> None:
+    def __init__(self, pid: int, path: Path, rate: int = 100, *, idle: bool = False) -> None:
         self.path = path
         exe = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
         self.process = subprocess.Popen(
             [
                 *(exe, "record", "--pid", str(pid), "--rate", str(rate), "--format", "raw"),
                 *("--threads", "--nonblocking", "--output", str(path)),
+                *(["--idle"] if idle else []),
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
@@ -40,9 +42,10 @@ class Profile:
         self.process.wait(timeout=60)
 
 
-def summary(path: Path, top: int = 12) -> list[tuple[str, float, float]]:
+def summary(path: Path, top: int = 12, thread: str | None = None) -> list[tuple[str, float, float]]:
     """``(function (file), self share, total share)`` of the busiest functions, over the
-    samples of all threads; shares of all samples."""
+    samples of all threads (or of the threads whose name contains ``thread``); shares of
+    those samples."""
     own: Counter[str] = Counter()
     total: Counter[str] = Counter()
     samples = 0
@@ -51,7 +54,10 @@ def summary(path: Path, top: int = 12) -> list[tuple[str, float, float]]:
         if not stack or not count_text.isdigit():
             continue
         count = int(count_text)
-        frames = [_short(f) for f in stack.split(";")[1:]]  # the first is the thread
+        first, *rest = stack.split(";")  # the first frame names the thread
+        if thread is not None and thread not in first:
+            continue
+        frames = [_short(f) for f in rest]
         if not frames:
             continue
         samples += count
