@@ -123,7 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="main settings (environment or --config file):\n"
         "  SF_RETRAIN__INTERVAL_S, SF_RETRAIN__DRIFT_FACTOR, SF_RETRAIN__MIN_SAMPLES,\n"
         "  SF_RETRAIN__HISTORY_PER_KEY, SF_RETRAIN__MAX_KEYS, SF_RETRAIN__HOLDOUT_FRACTION,\n"
-        "  SF_RETRAIN__EPOCHS, SF_RETRAIN__FIRST_EPOCHS, SF_RETRAIN__THREADS\n"
+        "  SF_RETRAIN__EPOCHS, SF_RETRAIN__FIRST_EPOCHS, SF_RETRAIN__PATIENCE,\n"
+        "  SF_RETRAIN__THREADS\n"
         "  SF_MODEL__PATH, SF_MODEL__NAME, SF_MODEL__FEATURES, SF_MODEL__TARGET,\n"
         "  SF_MODEL__WINDOW, SF_MODEL__SIGNING_SECRET, SF_TOPICS__MODELS",
         formatter_class=_Formatter,

@@ -73,11 +73,7 @@ class InferenceEngine:
         self.features = manifest.features
         self.window = manifest.window
         self.target_index = manifest.features.index(manifest.target)
-        self._scaling = scaling = manifest.scaling
-        # Scaling.scale_inputs and .forecast, with their arrays made once (same arithmetic).
-        self._mean = np.asarray(scaling.feature_mean, dtype=np.float64)
-        self._std = np.asarray(scaling.feature_std, dtype=np.float64)
-        self._delta = scaling.target_mode == "delta"
+        self._scaling = manifest.scaling
         log.info(
             "inference engine ready for model %s (%d features, window %d, ONNX Runtime) in %.3fs",
             self.version,
@@ -106,18 +102,15 @@ class InferenceEngine:
             return np.empty(0)
         # Scaled exactly as in training (float64 arithmetic, then float32), so that serving
         # and the offline model see bit-identical inputs.
-        scaled = ((windows - self._mean) / self._std).astype(np.float32)
+        scaled = self._scaling.scale_inputs(windows)
         outputs: npt.NDArray[np.float32] = np.concatenate(
             [
                 self._session.run(None, {INPUT: scaled[i : i + _CHUNK]})[0][:, 0]
                 for i in range(0, n, _CHUNK)
             ]
         )
-        forecast = outputs.astype(np.float64) * self._scaling.target_std
-        forecast += self._scaling.target_mean
-        if self._delta:
-            forecast += windows[:, -1, self.target_index]
-        return forecast
+        last_targets = windows[:, -1, self.target_index].astype(np.float64)
+        return np.asarray(self._scaling.forecast(outputs, last_targets), dtype=np.float64)
 
     def dropout_samples(
         self,

@@ -358,6 +358,12 @@ class RetrainSettings(_Section):
         default=20, ge=1, le=1000, description="Epochs of the first model (from scratch)."
     )
     batch_size: int = Field(default=64, ge=1, le=65_536)
+    patience: int = Field(
+        default=10,
+        ge=1,
+        le=1000,
+        description="Epochs without a better validation loss before a training stops.",
+    )
     threads: int = Field(
         default=1,
         ge=1,

@@ -19,7 +19,7 @@ import numpy.typing as npt
 from stream_forecaster.bundle import ModelBundle, TrainingInfo, utc_now_iso
 from stream_forecaster.dataset import DataError, Table, TableSpec, Windows, make_windows
 from stream_forecaster.model import build_model, import_keras
-from stream_forecaster.scaling import Scaling, TargetMode
+from stream_forecaster.scaling import Scaling, TargetMode, TargetTransform
 
 log = logging.getLogger(__name__)
 
@@ -39,9 +39,12 @@ class TrainOptions:
         target_mode: the model forecasts the next ``"delta"`` of the target or its ``"level"``.
         seed: random seed (weights, dropout, shuffling).
         damping: with ``"delta"``, shrink the forecast change toward persistence by the
-            factor (0.05 to 1) that minimises the validation MAE, folded into the output
-            scaling (the retraining worker uses it: short trainings on little data often
-            add more noise than signal to the change).
+            factor (0.05 to 1) that minimises the validation MAE (the retraining worker
+            uses it: short trainings on little data often add more noise than signal to
+            the change).
+        log_skewed: take ``log1p`` of heavy-tailed non-negative inputs (see
+            :class:`~stream_forecaster.scaling.Scaling`).
+        target_transform: ``"asinh"``: learn ``asinh(change / s)`` instead of the change.
     """
 
     window: int = 24
@@ -54,6 +57,8 @@ class TrainOptions:
     target_mode: TargetMode = "delta"
     seed: int = 42
     damping: bool = False
+    log_skewed: bool = False
+    target_transform: TargetTransform = "none"
 
     def __post_init__(self) -> None:
         checks = {
@@ -224,6 +229,8 @@ def fit(
             split.train.targets,
             split.train.last_targets,
             options.target_mode,
+            log_skewed=options.log_skewed,
+            target_transform=options.target_transform,
         )
         model = build_model(options.window, len(features), learning_rate=options.learning_rate)
     else:
@@ -337,7 +344,7 @@ def _damped(
     """``scaling`` with the forecast change multiplied by the factor that minimises the
     validation MAE (1 keeps it as trained)."""
     outputs = model.predict(scaling.scale_inputs(validation.inputs), batch_size=2048, verbose=0)
-    change = outputs[:, 0].astype(np.float64) * scaling.target_std + scaling.target_mean
+    change = scaling.change(outputs[:, 0])
     factors = np.linspace(0.05, 1.0, 20)
     mae = [
         float(np.abs(validation.last_targets + f * change - validation.targets).mean())
@@ -346,10 +353,4 @@ def _damped(
     best = float(factors[int(np.argmin(mae))])
     if best < 1.0:
         report(f"damping the forecast change by {best:.2f} (validation MAE {min(mae):.4f})")
-        return scaling.model_copy(
-            update={
-                "target_mean": scaling.target_mean * best,
-                "target_std": scaling.target_std * best,
-            }
-        )
-    return scaling
+    return scaling.model_copy(update={"damping": best})

@@ -30,7 +30,10 @@ pytestmark = pytest.mark.kafka
 
 FEATURES = ("pm2.5", "DEWP", "TEMP", "PRES", "Iws")
 WINDOW = 12
-FIRST_HOURS, MORE_HOURS, TAIL_HOURS = 1200, 2400, 200
+# A year of history first: a first model that has seen only winter cannot forecast spring
+# (its temperatures are 4-5 standard deviations away) and loses to persistence there.
+FIRST_HOURS, MORE_HOURS, TAIL_HOURS = 8760, 2400, 200
+FIRST_WINDOWS = 8000  # of the 8,079 windows in the first year: the first model sees it all
 SCORING_WINDOW = 100_000  # larger than the replay: the online figures cover every point
 
 
@@ -129,7 +132,8 @@ def test_beijing_replay_from_no_model(
             "SF_MODEL__TARGET": "pm2.5",
             "SF_MODEL__WINDOW": str(WINDOW),
             "SF_RETRAIN__GROUP_ID": f"retrain-{uuid.uuid4().hex[:10]}",
-            "SF_RETRAIN__MIN_SAMPLES": "800",
+            "SF_RETRAIN__MIN_SAMPLES": str(FIRST_WINDOWS),
+            "SF_RETRAIN__HISTORY_PER_KEY": "12000",
             "SF_RETRAIN__FIRST_EPOCHS": "40",
             "SF_RETRAIN__EPOCHS": "20",
             "SF_RETRAIN__INTERVAL_S": "20",
@@ -205,11 +209,12 @@ def test_beijing_replay_from_no_model(
             last_known = float(np.float32(v["pm2.5"]))
         if last_known is not None:
             known[ts] = last_known
-    points = []
+    points, kept = [], []
     for f in forecasts:
         a = actual.get(f["ts"])
         if a is None or f["window_end_ts"] not in known or not math.isfinite(a):
             continue
+        kept.append(f["window_end_ts"])
         points.append(
             (
                 f["model_version"],
@@ -227,12 +232,22 @@ def test_beijing_replay_from_no_model(
         assert mae == pytest.approx(offline[version].mae, rel=1e-3)
         assert skill == pytest.approx(offline[version].skill, rel=1e-3, abs=1e-4)
 
-    second_half = points[len(points) // 2 :]
-    model_mae = sum(abs(p[1] - p[2]) for p in second_half) / len(second_half)
-    persistence_mae = sum(abs(p[3] - p[2]) for p in second_half) / len(second_half)
-    with_interval = [p for p in second_half if p[4] is not None and p[5] is not None]
-    covered = sum(1 for p in with_interval if p[4] <= p[2] <= p[5]) / len(with_interval)
-    assert 0.87 <= covered <= 0.93, covered
-    # Issue #5 asks for online skill above 0 on this half. Not met yet with models trained
-    # for seconds on a few thousand hours (about -0.07 here): reported, not asserted.
-    print(f"second half: skill {1 - model_mae / persistence_mae:.3f}, coverage {covered:.3f}")
+    # The issue's measure: the second half of the replay's forecasts. It includes hours
+    # of the first year (which the first model trained on), so also the strict one: the
+    # second half of the hours after the first year, which no model had seen when it
+    # forecast them.
+    replayed_from = rows[FIRST_HOURS][0]
+    after_first_year = [p for p, f in zip(points, kept, strict=True) if f >= replayed_from]
+    halves = {
+        "second half": points[len(points) // 2 :],
+        "second half after the first year": after_first_year[len(after_first_year) // 2 :],
+    }
+    for name, half in halves.items():
+        model_mae = sum(abs(p[1] - p[2]) for p in half) / len(half)
+        persistence_mae = sum(abs(p[3] - p[2]) for p in half) / len(half)
+        with_interval = [p for p in half if p[4] is not None and p[5] is not None]
+        covered = sum(1 for p in with_interval if p[4] <= p[2] <= p[5]) / len(with_interval)
+        skill = 1 - model_mae / persistence_mae
+        print(f"{name} ({len(half)} forecasts): skill {skill:.3f}, coverage {covered:.3f}")
+        assert skill > 0, (name, skill)
+        assert 0.87 <= covered <= 0.93, (name, covered)
