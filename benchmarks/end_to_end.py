@@ -120,9 +120,11 @@ def _measure(bootstrap: str, report: Callable[[str], None]) -> str:
         serve.start().wait_ready(timeout=180)
         report("serve is ready; draining the backlog")
         profile = _start_profile(serve, work)
+        profile_lines: list[str] = []
         samples = _drain(lambda: serve.metric("sf_records_total") or 0.0, len(backlog), timeout=900)
         if profile is not None:
             profile.stop()
+            profile_lines = _profile_lines(profile.path)
         served = _rate_between(samples, len(backlog))
         report(f"serve: {served:,.0f} readings/s sustained")
         half = served / 2
@@ -180,7 +182,41 @@ def _measure(bootstrap: str, report: Callable[[str], None]) -> str:
         lines.append(f"- {name}: {value:,.2f}x, {verdict}")
     verdict = "met" if p99 <= TARGET_P99_S else f"missed by {p99 / TARGET_P99_S - 1:.0%}"
     lines.append(f"- p99 at half load <= 50 ms: {p99 * 1000:.1f} ms, {verdict}")
-    return "\n".join(lines)
+    return "\n".join(lines + profile_lines)
+
+
+#: What serve's main thread does, by the function whose time includes it.
+_MAIN_THREAD = {
+    "processing a batch (`BatchProcessor.process`)": "BatchProcessor.process",
+    "of which inference (ONNX Runtime `Session.run`)": "Session.run",
+    "of which decoding (`decode_reading_fields`)": "decode_reading_fields",
+    "of which windows (`WindowStore.update`)": "WindowStore.update",
+    "sending forecasts (kafka-python `KafkaProducer.send`)": "KafkaProducer.send",
+    "fetching (kafka-python `KafkaConsumer.poll`)": "KafkaConsumer.poll",
+    "checkpoints (flush, changelog, commit)": "ForecastService._checkpoint",
+}
+
+
+def _profile_lines(path: Path) -> list[str]:
+    """The profile of serve's drain, as Markdown."""
+    from benchmarks.profile import shares, summary
+
+    if not path.exists():
+        return []
+    lines = [
+        "",
+        "Where serve's main thread spent its time while draining (py-spy, 100 samples/s, "
+        "time including callees):",
+        "",
+        "| main thread | share |",
+        "|---|---:|",
+    ]
+    for label, share in shares(path, _MAIN_THREAD, "MainThread").items():
+        lines.append(f"| {label} | {share:.0%} |")
+    lines += ["", "Busiest functions of the main thread (own time):", ""]
+    for name, own, _ in summary(path, 8, thread="MainThread"):
+        lines.append(f"- {own:.1%} `{name}`")
+    return lines
 
 
 def _start_profile(serve: Any, work: Path) -> Any:

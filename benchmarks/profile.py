@@ -69,6 +69,22 @@ def summary(path: Path, top: int = 12, thread: str | None = None) -> list[tuple[
     return [(name, n / samples, total[name] / samples) for name, n in own.most_common(top)]
 
 
+def shares(path: Path, groups: dict[str, str], thread: str) -> dict[str, float]:
+    """For each ``label: function`` of ``groups``, the share of ``thread``'s samples whose
+    stack contains ``function`` (inclusive time)."""
+    counts = dict.fromkeys(groups, 0)
+    samples = 0
+    for line in path.read_text().splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack or not count_text.isdigit() or thread not in stack.split(";", 1)[0]:
+            continue
+        samples += int(count_text)
+        for label, function in groups.items():
+            if f";{function} (" in stack:
+                counts[label] += int(count_text)
+    return {label: n / samples if samples else 0.0 for label, n in counts.items()}
+
+
 def _short(frame: str) -> str:
     match = _FRAME.match(frame.strip())
     if match is None:

@@ -16,6 +16,11 @@ Keras and ONNX agree on the LSTM's equations; they differ only in layout:
 - ONNX has separate input and recurrent biases; Keras's single bias goes in the first,
   zeros in the second.
 
+The graph also scales its inputs as :meth:`Scaling.scale_inputs
+<stream_forecaster.scaling.Scaling.scale_inputs>` does (``log1p`` of the log features,
+then the z-score), in float32: it takes the raw windows, so that a batch costs one call
+and no NumPy temporaries (at batch 1 that was a sixth of the time).
+
 ``Dropout(0.2)`` is the identity at inference. For Monte-Carlo dropout the graph takes a
 second input, a ``(batch, units)`` mask already scaled by ``1 / (1 - rate)`` (what Keras's
 Dropout multiplies by in training mode), applied to the LSTM's output before ``Dense``.
@@ -23,12 +28,15 @@ Dropout multiplies by in training mode), applied to the LSTM's output before ``D
 
 from __future__ import annotations
 
-from typing import Final
+from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
 import numpy.typing as npt
 
 from stream_forecaster.bundle import ModelBundle
+
+if TYPE_CHECKING:
+    from onnx import NodeProto, TensorProto
 
 OPSET: Final = 17
 INPUT: Final = "windows"
@@ -45,7 +53,7 @@ def _onnx_gate_order(keras: npt.NDArray[np.float32], axis: int) -> npt.NDArray[n
 def seed_lstm_onnx(bundle: ModelBundle, *, dropout_mask: bool = False) -> bytes:
     """The bundle's network as a serialised ONNX model.
 
-    Input ``windows``: scaled windows, float32, shape ``(batch, window, n_features)``.
+    Input ``windows``: raw (unscaled) windows, float32, shape ``(batch, window, n_features)``.
     Output ``outputs``: the Dense layer's output, float32, shape ``(batch, 1)``.
 
     Args:
@@ -71,10 +79,13 @@ def seed_lstm_onnx(bundle: ModelBundle, *, dropout_mask: bool = False) -> bytes:
         for name, value in weights.items()
     ]
     initializers.append(numpy_helper.from_array(np.array([0], dtype=np.int64), "axis0"))
+    scaling_nodes, scaling_initializers = _scaling_nodes(bundle)
+    initializers += scaling_initializers
     last = "hidden_masked" if dropout_mask else "hidden"
     nodes = [
+        *scaling_nodes,
         # ONNX's LSTM takes (time, batch, features).
-        helper.make_node("Transpose", [INPUT], ["time_major"], perm=[1, 0, 2]),
+        helper.make_node("Transpose", ["scaled"], ["time_major"], perm=[1, 0, 2]),
         helper.make_node(
             "LSTM",
             ["time_major", "W", "R", "B"],
@@ -103,3 +114,36 @@ def seed_lstm_onnx(bundle: ModelBundle, *, dropout_mask: bool = False) -> bytes:
     )
     onnx.checker.check_model(model)
     return bytes(model.SerializeToString())
+
+
+def _scaling_nodes(bundle: ModelBundle) -> tuple[list[NodeProto], list[TensorProto]]:
+    """Nodes from ``windows`` to ``scaled``: log1p(max(x, 0)) of the log features, then
+    (x - mean) / std; and their constants."""
+    from onnx import helper, numpy_helper
+
+    scaling = bundle.manifest.scaling
+    constants: dict[str, npt.NDArray[Any]] = {
+        "feature_mean": np.asarray(scaling.feature_mean, dtype=np.float32),
+        "feature_std": np.asarray(scaling.feature_std, dtype=np.float32),
+    }
+    nodes = []
+    source = INPUT
+    if scaling.log_features:
+        mask = np.zeros(len(scaling.feature_mean), dtype=bool)
+        mask[list(scaling.log_features)] = True
+        constants["log_mask"] = mask
+        constants["zero"] = np.zeros(1, dtype=np.float32)
+        constants["one"] = np.ones(1, dtype=np.float32)
+        nodes += [
+            helper.make_node("Max", [INPUT, "zero"], ["non_negative"]),
+            helper.make_node("Add", ["non_negative", "one"], ["plus_one"]),
+            helper.make_node("Log", ["plus_one"], ["logged"]),
+            helper.make_node("Where", ["log_mask", "logged", INPUT], ["transformed"]),
+        ]
+        source = "transformed"
+    nodes += [
+        helper.make_node("Sub", [source, "feature_mean"], ["centred"]),
+        helper.make_node("Div", ["centred", "feature_std"], ["scaled"]),
+    ]
+    initializers = [numpy_helper.from_array(value, name) for name, value in constants.items()]
+    return nodes, initializers
