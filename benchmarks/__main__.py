@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from collections.abc import Callable, Sequence
 
 from benchmarks.report import write_section
@@ -71,7 +72,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     add_arguments(parser)
     args = parser.parse_args(argv)
-    run(args.suite or list(SUITES), args.seconds, "make bench")
+    given = list(sys.argv[1:] if argv is None else argv)
+    command = "python -m benchmarks " + " ".join(given) if given else "make bench"
+    run(args.suite or list(SUITES), args.seconds, command.strip())
     return 0
 
 
