@@ -100,6 +100,21 @@ class WindowStore:
         self.max_gap = max_gap
         self.gap_policy = gap_policy
         self.late_tolerance_ms = late_tolerance_ms
+        # The snapshot layout (module docstring) as a numpy record: _SNAPSHOT_HEAD, values.
+        self._snapshot_layout = np.dtype(
+            [
+                ("magic", "S4"),
+                ("window", "<u4"),
+                ("n_features", "<u4"),
+                ("head", "<i8"),
+                ("rows", "<i8"),
+                ("last_nan_row", "<i8"),
+                ("newest_ts", "<i8"),
+                ("n_steps", "<i8"),
+                ("steps", "<i8", (_STEPS_KEPT,)),
+                ("values", "<f4", (window, n_features)),
+            ]
+        )
         self._slots: dict[str, int] = {}
         self._keys: list[str | None] = []
         self._free: list[int] = []
@@ -276,44 +291,17 @@ class WindowStore:
         Raises:
             KeyError: the store does not hold ``key``.
         """
-        slot = self._slots[key]
-        head = _SNAPSHOT_HEAD.pack(
-            _SNAPSHOT_MAGIC,
-            self.window,
-            self.n_features,
-            int(self._head[slot]),
-            int(self._rows[slot]),
-            int(self._last_nan_row[slot]),
-            int(self._newest_ts[slot]),
-            int(self._n_steps[slot]),
-            *self._steps[slot].tolist(),
-        )
-        values: bytes = self._values[slot].tobytes()
-        return head + values
+        return self.snapshots([key])[0]
 
     def snapshots(self, keys: list[str]) -> list[bytes]:
-        """:meth:`snapshot` of each of ``keys``, built in one vectorised pass (the same
-        bytes; the checkpoint writes one per changed key).
+        """:meth:`snapshot` of each of ``keys``, built in one vectorised pass (the
+        checkpoint writes one per changed key).
 
         Raises:
             KeyError: the store does not hold one of ``keys``.
         """
         slots = np.fromiter((self._slots[k] for k in keys), dtype=np.int64, count=len(keys))
-        shape = (self.window, self.n_features)
-        layout = np.dtype(
-            [
-                ("magic", "S4"),
-                ("window", "<u4"),
-                ("n_features", "<u4"),
-                ("head", "<i8"),
-                ("rows", "<i8"),
-                ("last_nan_row", "<i8"),
-                ("newest_ts", "<i8"),
-                ("n_steps", "<i8"),
-                ("steps", "<i8", (_STEPS_KEPT,)),
-                ("values", "<f4", shape),
-            ]
-        )
+        layout = self._snapshot_layout
         out = np.empty(len(keys), dtype=layout)
         out["magic"] = _SNAPSHOT_MAGIC
         out["window"] = self.window
