@@ -404,15 +404,10 @@ class OnlineScorer:
             (``no_actual``), as is one for ``ts`` when ``actual`` is not finite; one for a
             later time stays pending.
         """
-        pending = self._pending.get(key)
-        if pending is None or ts < pending.ts or not self.score(key, ts, actual):
+        scored = self._score(key, ts, actual)
+        if scored is None:
             return None
-        actual = float(actual)
-        error = actual - pending.forecast
-        persistence_error = abs(actual - pending.persistence)
-        covered: bool | None = None
-        if pending.lower is not None and pending.upper is not None:
-            covered = pending.lower <= actual <= pending.upper
+        pending, actual, error, covered = scored
         return ScoredPoint(
             key=key,
             ts=ts,
@@ -424,21 +419,27 @@ class OnlineScorer:
             upper=pending.upper,
             abs_error=abs(error),
             squared_error=error * error,
-            persistence_abs_error=persistence_error,
-            covered=covered,
+            persistence_abs_error=abs(actual - pending.persistence),
+            covered=None if covered < 0 else bool(covered),
         )
 
     def score(self, key: str, ts: int, actual: float) -> bool:
         """:meth:`observe` without building the :class:`ScoredPoint` (the hot path);
         returns whether a point was scored."""
+        return self._score(key, ts, actual) is not None
+
+    def _score(self, key: str, ts: int, actual: float) -> tuple[_Pending, float, float, int] | None:
+        """Take ``key``'s pending forecast and record its errors if ``actual`` scores it
+        (see :meth:`observe`); returns (pending, actual, error, covered: 1, 0 or -1 without
+        an interval)."""
         pending = self._pending.get(key)
         if pending is None or ts < pending.ts:
-            return False
+            return None
         del self._pending[key]
         actual = float(actual)
         if ts > pending.ts or not math.isfinite(actual):
             self.unscored["no_actual"] += 1
-            return False
+            return None
         error = actual - pending.forecast
         covered = -1
         if pending.lower is not None and pending.upper is not None:
@@ -450,7 +451,7 @@ class OnlineScorer:
             abs(actual - pending.persistence),
             covered,
         )
-        return True
+        return pending, actual, error, covered
 
     def _record(
         self,
