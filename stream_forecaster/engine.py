@@ -78,12 +78,7 @@ class InferenceEngine:
         self.features = manifest.features
         self.window = manifest.window
         self.target_index = manifest.features.index(manifest.target)
-        self._scaling = scaling = manifest.scaling
-        self._plain = (
-            scaling.target_mode == "delta"
-            and scaling.target_transform == "none"
-            and scaling.damping == 1.0
-        )
+        self._scaling = manifest.scaling
         log.info(
             "inference engine ready for model %s (%d features, window %d, ONNX Runtime) in %.3fs",
             self.version,
@@ -126,15 +121,7 @@ class InferenceEngine:
                 ]
             )
         last_targets = windows[:, -1, self.target_index]
-        if self._plain:  # Scaling.forecast without the transforms: the same arithmetic
-            forecast: npt.NDArray[np.float64] = outputs.astype(np.float64)
-            forecast *= self._scaling.target_std
-            forecast += self._scaling.target_mean
-            forecast += last_targets
-            return forecast
-        return np.asarray(
-            self._scaling.forecast(outputs, last_targets.astype(np.float64)), dtype=np.float64
-        )
+        return np.asarray(self._scaling.forecast(outputs, last_targets), dtype=np.float64)
 
     def dropout_samples(
         self,

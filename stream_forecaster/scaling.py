@@ -150,7 +150,8 @@ class Scaling(BaseModel):
     def change(self, outputs: FloatArray) -> npt.NDArray[np.float64]:
         """The change (or level) that model outputs stand for, in the target's units,
         before damping."""
-        values = np.asarray(outputs, dtype=np.float64) * self.target_std + self.target_mean
+        values = np.asarray(outputs, dtype=np.float64) * self.target_std
+        values += self.target_mean
         if self.target_transform == "asinh":
             values = self.target_scale * np.sinh(values)
         return values
@@ -161,7 +162,7 @@ class Scaling(BaseModel):
         if self.target_mode == "delta":
             if self.damping != 1.0:
                 values *= self.damping
-            return values + last_targets
+            values += last_targets  # float32 last values are taken as float64
         return values
 
 
