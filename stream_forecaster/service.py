@@ -392,9 +392,7 @@ class ForecastService:
             return
         futures = [self._send(producer, r, forecast=True) for r in out.forecasts]
         futures += [self._send(producer, r, forecast=False) for r in out.dead_letters]
-        self.pending.add(out, futures, now)
-        if self._commit_interval_s <= 0:
-            self._checkpoint(consumer, producer)
+        self.pending.add(out, futures, now)  # the loop checkpoints when it is due
 
     def _checkpoint(self, consumer: Any, producer: Any) -> None:
         """at_least_once: flush what was sent -> changelog -> flush -> commit offsets."""
