@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import tempfile
 import time
 from collections import deque
 from collections.abc import Callable
@@ -31,8 +30,8 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.broker import bench_bootstrap
-from benchmarks.inference import FEATURES, WINDOW, _bundle
+from benchmarks.broker import bench_bootstrap, bench_serve
+from benchmarks.inference import FEATURES, WINDOW
 from benchmarks.serve_metrics import buckets, quantile
 from stream_forecaster.messages import encode_reading
 from stream_forecaster.model import build_model
@@ -93,29 +92,18 @@ def run(report: Callable[[str], None] = print) -> str:
 
 
 def _measure(bootstrap: str, report: Callable[[str], None]) -> str:
-    from tests.kafka_broker import create_topic, produce, produce_paced
-    from tests.serve_process import ServeProcess
+    from tests.kafka_broker import produce, produce_paced
 
-    work = Path(tempfile.mkdtemp(prefix="sf-bench-e2e-"))
-    models = work / "models"
-    models.mkdir()
     model = build_model(WINDOW, FEATURES, compile_model=False)
-    _bundle(model).save(models)
-    input_topic = create_topic(bootstrap, "bench-in", PARTITIONS)
-    output_topic = create_topic(bootstrap, "bench-out", PARTITIONS)
+    serve = bench_serve(
+        bootstrap, "e2e", PARTITIONS, model, {"SF_WINDOWS__INTERVAL_MS": str(_INTERVAL_MS)}
+    )
+    input_topic, output_topic = serve.input_topic, serve.output_topic
+    work = serve.log_path.parent
     backlog = readings(range(READINGS_PER_KEY))
     report(f"producing a backlog of {len(backlog):,} readings from {KEYS:,} keys")
     produce(bootstrap, input_topic, backlog)
 
-    serve = ServeProcess(
-        bootstrap=bootstrap,
-        input_topic=input_topic,
-        output_topic=output_topic,
-        dead_letter_topic=create_topic(bootstrap, "bench-dlq", 1),
-        model_path=models,
-        log_path=work / "serve.log",
-        extra_env={"SF_WINDOWS__INTERVAL_MS": str(_INTERVAL_MS)},
-    )
     try:
         serve.start().wait_ready(timeout=180)
         report("serve is ready; draining the backlog")

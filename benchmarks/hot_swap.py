@@ -10,12 +10,10 @@ p99 during swaps at most 2x steady state, no record skipped.
 
 from __future__ import annotations
 
-import tempfile
 import time
 from collections.abc import Callable
-from pathlib import Path
 
-from benchmarks.broker import bench_bootstrap
+from benchmarks.broker import bench_bootstrap, bench_serve
 from benchmarks.inference import FEATURES, WINDOW, _bundle
 from benchmarks.serve_metrics import buckets, quantile
 from stream_forecaster.messages import encode_reading
@@ -34,23 +32,15 @@ def run(report: Callable[[str], None] = print) -> str:
 
 
 def _measure(bootstrap: str, report: Callable[[str], None]) -> str:
-    from tests.kafka_broker import create_topic, produce_paced
-    from tests.serve_process import ServeProcess
+    from tests.kafka_broker import produce_paced
 
-    work = Path(tempfile.mkdtemp(prefix="sf-bench-swap-"))
-    models = work / "models"
-    models.mkdir()
-    first = _bundle(build_model(WINDOW, FEATURES, compile_model=False))
-    first.save(models)
     models_topic = f"bench-models-{time.time_ns()}"
-    serve = ServeProcess(
-        bootstrap=bootstrap,
-        input_topic=create_topic(bootstrap, "bench-in", 3),
-        output_topic=create_topic(bootstrap, "bench-out", 3),
-        dead_letter_topic=create_topic(bootstrap, "bench-dlq", 1),
-        model_path=models,
-        log_path=work / "serve.log",
-        extra_env={"SF_TOPICS__MODELS": models_topic},
+    serve = bench_serve(
+        bootstrap,
+        "swap",
+        3,
+        build_model(WINDOW, FEATURES, compile_model=False),
+        {"SF_TOPICS__MODELS": models_topic},
     )
     settings = Settings(
         kafka={"bootstrap_servers": bootstrap},
