@@ -116,6 +116,22 @@ def test_learned_interval_is_the_median_of_recent_steps() -> None:
     assert store.interval(store.slot_of("k") or 0) == 60_000
 
 
+@given(st.lists(st.integers(min_value=1, max_value=10**9), min_size=1, max_size=20))
+def test_learned_interval_equals_numpy_median_of_the_last_eight_steps(steps: list[int]) -> None:
+    store = WindowStore(window=2, n_features=2, max_gap=1e12)
+    ts = 0
+    store.update("k", ts, row(0, 0), now=0.0)
+    for step in steps:
+        ts += step
+        store.update("k", ts, row(0, 0), now=0.0)
+    slot = store.slot_of("k") or 0
+    assert store.interval(slot) == int(np.median(steps[-8:]))
+    # ... and a key restored from its snapshot knows it too.
+    restored = WindowStore(window=2, n_features=2)
+    restored.load_snapshot("k", store.snapshot("k"), now=0.0)
+    assert restored.interval(restored.slot_of("k") or 0) == int(np.median(steps[-8:]))
+
+
 def test_idle_keys_are_evicted_and_slots_reused() -> None:
     store = WindowStore(window=2, n_features=2, capacity=2)
     store.update("old", 0, row(1, 1), now=0.0)
@@ -135,7 +151,7 @@ def test_capacity_grows_and_memory_per_key_is_bounded() -> None:
     assert len(store) == 100
     assert store.capacity == 128
     assert all(store.is_ready(store.slot_of(f"k{k}") or 0) for k in range(100))
-    assert store.bytes_per_key() == 24 * 8 * 4 + 8 * 8 + 6 * 8
+    assert store.bytes_per_key() == 24 * 8 * 4 + 8 * 8 + 7 * 8
 
 
 @settings(max_examples=50, deadline=None)
