@@ -34,7 +34,7 @@ from stream_forecaster.metrics import ServiceMetrics
 from stream_forecaster.records import InputRecord, OutputRecord
 from stream_forecaster.scoring import OnlineScorer
 from stream_forecaster.settings import Settings
-from stream_forecaster.windows import SnapshotError, WindowStore
+from stream_forecaster.windows import GAP_ACTIONS, OUTCOMES, SnapshotError, WindowStore
 
 log = logging.getLogger(__name__)
 
@@ -59,11 +59,13 @@ class BatchOutput:
 
 @dataclass
 class _Pending:
-    key: str
-    window_end_ts: int
-    forecast_ts: int
-    source_timestamp_ms: int
-    persistence: float
+    """The forecasts a batch is about to make, one list entry per forecast."""
+
+    keys: list[str]
+    window_end_ts: list[int]
+    forecast_ts: list[int]
+    source_timestamp_ms: list[int]
+    persistence: list[float]
 
 
 class BatchProcessor:
@@ -134,14 +136,14 @@ class BatchProcessor:
         engine, store = self.engine, self.store
         features = engine.features
         in_model_order = _getter(features)
+        feature_set = set(features)
         topics = self.settings.topics
         max_bytes = self.settings.processing.max_record_bytes
-        now = self.clock()
         out = BatchOutput()
-        pending: list[_Pending] = []
-        windows: list[npt.NDArray[np.float32]] = []
-        changed: dict[str, int] = {}
-        actuals: dict[tuple[str, int], float] = {}  # this batch's target values
+        keys: list[str] = []
+        stamps: list[int] = []
+        rows: list[tuple[float | None, ...]] = []
+        accepted: list[InputRecord] = []
         per_topic: dict[str, int] = {}
         for record in records:
             out.offsets[(record.topic, record.partition)] = record.offset + 1
@@ -150,45 +152,70 @@ class BatchProcessor:
                 key, ts, values = decode_reading_fields(
                     record.key, record.value, max_bytes=max_bytes
                 )
-                check_features(values, features, where=f"{key}@offset {record.offset}")
+                if values.keys() != feature_set:  # else the checks pass: skip the f-string
+                    check_features(values, features, where=f"{key}@offset {record.offset}")
             except InvalidRecord as error:
                 self.metrics.records_invalid.labels(reason=error.reason).inc()
                 out.dead_letters.append(dead_letter(record, error, topics.dead_letter))
                 continue
-            # In model order; numpy turns None (not measured) into NaN.
-            ordered = in_model_order(values)
-            row = np.array(ordered, dtype=np.float32)
-            # The actual value for a forecast held for this (key, ts), if any.
-            actual = float(row[engine.target_index])
-            self.scorer.score(key, ts, actual)
-            actuals[(key, ts)] = actual
-            update = store.update(key, ts, row, now, None in ordered)
-            if update.outcome != "appended":
-                self.metrics.readings_ignored.labels(rule=update.outcome).inc()
-                continue
-            changed[key] = self.partition_of[key] = record.partition
-            if update.gap != "none":
-                self.metrics.window_gaps.labels(action=update.gap).inc()
-            if update.ready:
-                window = store.window_of(update.slot)
-                windows.append(window)
-                pending.append(
-                    _Pending(
-                        key=key,
-                        window_end_ts=ts,
-                        forecast_ts=ts + store.interval(update.slot),
-                        source_timestamp_ms=record.timestamp,
-                        persistence=float(window[-1, engine.target_index]),
-                    )
-                )
+            keys.append(key)
+            stamps.append(ts)
+            rows.append(in_model_order(values))  # in model order
+            accepted.append(record)
         for topic, n in per_topic.items():
             self.metrics.records.labels(topic=topic).inc(n)
-        if pending:
-            out.forecasts = self._forecast(engine, pending, np.stack(windows), actuals)
-        out.changed = changed
+        if keys:
+            out.forecasts, out.changed = self._window_and_forecast(
+                engine, store, keys=keys, stamps=stamps, ordered_rows=rows, accepted=accepted
+            )
         self.metrics.active_keys.set(len(store))
         self._export_scores()
         return out
+
+    def _window_and_forecast(
+        self,
+        engine: InferenceEngine,
+        store: WindowStore,
+        *,
+        keys: list[str],
+        stamps: list[int],
+        ordered_rows: list[tuple[float | None, ...]],
+        accepted: list[InputRecord],
+    ) -> tuple[list[OutputRecord], dict[str, int]]:
+        """Score the readings' targets, update the windows, forecast from the full ones;
+        returns the forecasts and the keys whose windows changed (with their partitions)."""
+        rows = np.array(ordered_rows, dtype=np.float32)  # None (not measured) -> NaN
+        ts = np.array(stamps, dtype=np.int64)
+        # Each reading is the actual value of the forecast held for its (key, ts), if any.
+        targets = rows[:, engine.target_index].tolist()
+        self.scorer.score_many(keys, stamps, targets)
+        actuals = dict(zip(zip(keys, stamps, strict=True), targets, strict=True))
+        update = store.update_batch(keys, ts, rows, self.clock())
+        outcomes = np.bincount(update.outcome, minlength=len(OUTCOMES)).tolist()
+        for outcome, count in zip(OUTCOMES[1:], outcomes[1:], strict=True):
+            if count:
+                self.metrics.readings_ignored.labels(rule=outcome).inc(count)
+        gaps = np.bincount(update.gap, minlength=len(GAP_ACTIONS)).tolist()
+        for action, count in zip(GAP_ACTIONS[1:], gaps[1:], strict=True):
+            if count:
+                self.metrics.window_gaps.labels(action=action).inc(count)
+        changed: dict[str, int] = {}
+        partition_of = self.partition_of
+        for i in np.flatnonzero(update.outcome == 0).tolist():
+            key = keys[i]
+            changed[key] = partition_of[key] = accepted[i].partition
+        if not len(update.forecastable):
+            return [], changed
+        end_ts = ts[update.forecastable]
+        which = update.forecastable.tolist()
+        pending = _Pending(
+            keys=[keys[i] for i in which],
+            window_end_ts=end_ts.tolist(),
+            forecast_ts=(end_ts + update.intervals).tolist(),
+            source_timestamp_ms=[accepted[i].timestamp for i in which],
+            persistence=update.windows[:, -1, engine.target_index].tolist(),
+        )
+        return self._forecast(engine, pending, update.windows, actuals), changed
 
     def changelog(self, changed: Mapping[str, int]) -> list[OutputRecord]:
         """The changelog records of ``changed`` keys (key -> input partition): a snapshot of
@@ -293,63 +320,65 @@ class BatchProcessor:
     def _forecast(
         self,
         engine: InferenceEngine,
-        pending: list[_Pending],
+        pending: _Pending,
         windows: npt.NDArray[np.float32],
         actuals: dict[tuple[str, int], float],
     ) -> list[OutputRecord]:
         started = time.perf_counter()
         values = engine.forecast(windows)
         self.metrics.inference_seconds.observe(time.perf_counter() - started)
-        self.metrics.batch_size.observe(len(pending))
+        self.metrics.batch_size.observe(len(pending.keys))
         lower, upper = self._intervals(engine, windows, values)
+        if lower is not None and upper is not None:  # no interval where a bound is not finite
+            bounded = np.isfinite(lower) & np.isfinite(upper)
+            lower, upper = np.where(bounded, lower, np.nan), np.where(bounded, upper, np.nan)
+        finite = np.isfinite(values)
+        for i in np.flatnonzero(~finite).tolist():
+            self.metrics.forecasts_non_finite.inc()
+            log.warning(
+                "model %s gave a non-finite forecast for %s@%d; not published",
+                engine.version,
+                pending.keys[i],
+                pending.window_end_ts[i],
+            )
+        # Held for scoring; those whose actual came later in this batch (catching up) are
+        # scored at once.
+        scored = np.flatnonzero(finite & np.isfinite(pending.persistence))
+        which = scored.tolist()
+        self.scorer.expect_many(
+            [pending.keys[i] for i in which],
+            [pending.forecast_ts[i] for i in which],
+            values[scored],
+            np.asarray(pending.persistence)[scored],
+            engine.version,
+            lower=None if lower is None else lower[scored],
+            upper=None if upper is None else upper[scored],
+            actuals=actuals,
+        )
         target = engine.bundle.manifest.target
         topic = self.settings.topics.output
-        records = []
-        for i, (item, value) in enumerate(zip(pending, values.tolist(), strict=True)):
-            low = None if lower is None or not math.isfinite(lower[i]) else float(lower[i])
-            high = None if upper is None or not math.isfinite(upper[i]) else float(upper[i])
-            if low is None or high is None:
-                low = high = None
-            if not math.isfinite(value):
-                self.metrics.forecasts_non_finite.inc()
-                log.warning(
-                    "model %s gave a non-finite forecast for %s@%d; not published",
-                    engine.version,
-                    item.key,
-                    item.window_end_ts,
-                )
-                continue
-            if math.isfinite(item.persistence):
-                self.scorer.expect(
-                    item.key,
-                    item.forecast_ts,
-                    value,
-                    item.persistence,
-                    engine.version,
+        lows, highs = _optional(lower, len(values)), _optional(upper, len(values))
+        return [
+            OutputRecord(
+                topic=topic,
+                key=pending.keys[i].encode(),
+                value=encode_forecast(
+                    key=pending.keys[i],
+                    ts=pending.forecast_ts[i],
+                    target=target,
+                    forecast=value,
                     lower=low,
                     upper=high,
-                )
-                # Its actual may have come later in this same batch (catching up).
-                if (actual := actuals.get((item.key, item.forecast_ts))) is not None:
-                    self.scorer.score(item.key, item.forecast_ts, actual)
-            records.append(
-                OutputRecord(
-                    topic=topic,
-                    key=item.key.encode(),
-                    value=encode_forecast(
-                        key=item.key,
-                        ts=item.forecast_ts,
-                        target=target,
-                        forecast=value,
-                        lower=low,
-                        upper=high,
-                        model_version=engine.version,
-                        window_end_ts=item.window_end_ts,
-                    ),
-                    source_timestamp_ms=item.source_timestamp_ms,
-                )
+                    model_version=engine.version,
+                    window_end_ts=pending.window_end_ts[i],
+                ),
+                source_timestamp_ms=pending.source_timestamp_ms[i],
             )
-        return records
+            for i, (value, low, high, ok) in enumerate(
+                zip(values.tolist(), lows, highs, finite.tolist(), strict=True)
+            )
+            if ok
+        ]
 
     def evict_idle(self) -> list[OutputRecord]:
         """Evict keys idle longer than the TTL; returns their changelog tombstones."""
@@ -384,3 +413,10 @@ def _getter(
         name = names[0]
         return lambda values: (values[name],)
     return operator.itemgetter(*names)
+
+
+def _optional(values: npt.NDArray[np.float64] | None, n: int) -> list[float | None]:
+    """``values`` as a list with None for NaN; ``n`` Nones when there are none."""
+    if values is None:
+        return [None] * n
+    return [None if math.isnan(v) else v for v in values.tolist()]

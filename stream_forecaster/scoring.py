@@ -37,8 +37,8 @@ from __future__ import annotations
 import math
 from array import array
 from collections import OrderedDict
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final, NamedTuple
 
 import numpy as np
@@ -146,10 +146,11 @@ class _RunningSum:
     """A float64 sum of the non-negative values in a ring buffer, kept up to date in O(1),
     with a bound on its accumulated rounding error (``_U * bound``)."""
 
-    __slots__ = ("bound", "total", "values")
+    __slots__ = ("bound", "total", "values", "view")
 
     def __init__(self, window: int) -> None:
         self.values = array("d", bytes(8 * window))
+        self.view = np.frombuffer(self.values, dtype=np.float64)  # the same memory
         self.total = 0.0
         self.bound = 0.0
 
@@ -160,6 +161,12 @@ class _RunningSum:
         self.total = total
         self.bound = bound + abs(total)
         self.values[slot] = value
+
+    def replace_many(self, slots: npt.NDArray[np.int64], values: npt.NDArray[np.float64]) -> None:
+        """:meth:`replace` at distinct ``slots``, then the exact sum (one ``fsum`` per
+        batch is cheaper than a bound kept per value)."""
+        self.view[slots] = values
+        self.recompute()
 
     def recompute(self) -> None:
         self.total = math.fsum(self.values)  # correctly rounded
@@ -176,6 +183,7 @@ class _VersionWindow:
     """The last ``window`` scored points of one model version."""
 
     __slots__ = (
+        "_coverage_view",
         "abs_errors",
         "coverage",
         "head",
@@ -196,6 +204,7 @@ class _VersionWindow:
         self.persistence_errors = _RunningSum(window)
         # Per slot: -1 no interval (or unused), 0 not covered, 1 covered.
         self.coverage = array("b", [-1]) * window
+        self._coverage_view = np.frombuffer(self.coverage, dtype=np.int8)  # the same memory
         self.head = 0
         self.n = 0
         self.scored_total = 0
@@ -229,6 +238,27 @@ class _VersionWindow:
             self.squared_errors.recompute()
             self.persistence_errors.recompute()
 
+    def add_many(self, points: _Points) -> None:
+        """:meth:`add` of each of ``points`` in turn, vectorised."""
+        k = len(points.abs_errors)
+        kept = min(k, self.window)  # of more points than the window holds, the last ones
+        slots = (self.head + np.arange(k - kept, k)) % self.window
+        covered = np.asarray(points.covered[k - kept :], dtype=np.int8)
+        old = self._coverage_view[slots]
+        self.n_intervals += int((covered >= 0).sum()) - int((old >= 0).sum())
+        self.n_covered += int(covered[covered > 0].sum()) - int(old[old > 0].sum())
+        self._coverage_view[slots] = covered
+        for running, values in (
+            (self.abs_errors, points.abs_errors),
+            (self.squared_errors, points.squared_errors),
+            (self.persistence_errors, points.persistence_errors),
+        ):
+            running.replace_many(slots, np.asarray(values[k - kept :], dtype=np.float64))
+        self.head = (self.head + k) % self.window
+        self.n = min(self.n + k, self.window)
+        self.scored_total += k
+        self.since_exact = 0
+
     def stats(self) -> VersionStats:
         return _stats(
             n=self.n,
@@ -238,6 +268,39 @@ class _VersionWindow:
             sum_persistence=self.persistence_errors.settle(),
             n_intervals=self.n_intervals,
             n_covered=self.n_covered,
+        )
+
+
+@dataclass
+class _Points:
+    """Scored points waiting to be recorded together (:meth:`OnlineScorer.score_many`)."""
+
+    versions: list[str] = field(default_factory=list)
+    abs_errors: list[float] = field(default_factory=list)
+    squared_errors: list[float] = field(default_factory=list)
+    persistence_errors: list[float] = field(default_factory=list)
+    covered: list[int] = field(default_factory=list)
+
+    def add(self, pending: _Pending, actual: float) -> None:
+        """Score ``pending`` against ``actual``."""
+        error = actual - pending.forecast
+        self.versions.append(pending.model_version)
+        self.abs_errors.append(abs(error))
+        self.squared_errors.append(error * error)
+        self.persistence_errors.append(abs(actual - pending.persistence))
+        self.covered.append(_covered(pending, actual))
+
+    def of(self, version: str) -> _Points:
+        """The points of ``version``, in order."""
+        if all(v == version for v in self.versions):
+            return self
+        mine = [i for i, v in enumerate(self.versions) if v == version]
+        return _Points(
+            [version] * len(mine),
+            [self.abs_errors[i] for i in mine],
+            [self.squared_errors[i] for i in mine],
+            [self.persistence_errors[i] for i in mine],
+            [self.covered[i] for i in mine],
         )
 
 
@@ -253,6 +316,53 @@ class _Pending(NamedTuple):
 def _check_finite(name: str, value: float) -> None:
     if not math.isfinite(value):
         raise ValueError(f"{name} must be a finite number; received {value!r}")
+
+
+def _check_all_finite(
+    name: str, values: npt.NDArray[np.float64], skip: npt.NDArray[np.bool_] | None = None
+) -> None:
+    """Raise naming the first non-finite value (not counting those marked in ``skip``)."""
+    bad_values = ~np.isfinite(values) if skip is None else ~np.isfinite(values) & ~skip
+    if (bad := np.flatnonzero(bad_values)).size:
+        i = int(bad[0])
+        raise ValueError(
+            f"{name} must be a finite number; received {float(values[i])!r} at index {i}"
+        )
+
+
+def _bounds(
+    lower: npt.ArrayLike | None, upper: npt.ArrayLike | None, n: int
+) -> tuple[list[float | None], list[float | None]] | None:
+    """The checked interval bounds of :meth:`OnlineScorer.expect_many`, as lists (None
+    where both bounds are NaN), or None without intervals."""
+    if (lower is None) != (upper is None):
+        raise ValueError("lower and upper must both be given or both be None")
+    if lower is None or upper is None:
+        return None
+    low = np.asarray(lower, dtype=np.float64)
+    high = np.asarray(upper, dtype=np.float64)
+    if low.shape != (n,) or high.shape != (n,):
+        raise ValueError(f"expected {n} lower and upper bounds; received {low.shape}, {high.shape}")
+    none = np.isnan(low) & np.isnan(high)
+    _check_all_finite("lower", low, skip=none)
+    _check_all_finite("upper", high, skip=none)
+    if (bad := np.flatnonzero(low > high)).size:
+        i = int(bad[0])
+        raise ValueError(
+            f"expected lower <= upper; received {float(low[i])!r} > {float(high[i])!r} at index {i}"
+        )
+    lows: list[float | None] = low.tolist()
+    highs: list[float | None] = high.tolist()
+    for i in np.flatnonzero(none).tolist():
+        lows[i] = highs[i] = None
+    return lows, highs
+
+
+def _covered(pending: _Pending, actual: float) -> int:
+    """1 when ``actual`` is inside the pending forecast's interval, 0 outside, -1 without."""
+    if pending.lower is None or pending.upper is None:
+        return -1
+    return int(pending.lower <= actual <= pending.upper)
 
 
 class OnlineScorer:
@@ -373,14 +483,76 @@ class OnlineScorer:
             _check_finite("upper", upper)
             if lower > upper:
                 raise ValueError(f"expected lower <= upper; received {lower!r} > {upper!r}")
+        self._hold(key, _Pending(ts, forecast, persistence, model_version, lower, upper))
+
+    def expect_many(
+        self,
+        keys: Sequence[str],
+        ts: Sequence[int],
+        forecasts: npt.ArrayLike,
+        persistence: npt.ArrayLike,
+        model_version: str,
+        *,
+        lower: npt.ArrayLike | None = None,
+        upper: npt.ArrayLike | None = None,
+        actuals: Mapping[tuple[str, int], float] | None = None,
+    ) -> int:
+        """:meth:`expect` of each forecast in turn (one model's batch), the one-by-one checks
+        done once on arrays; a forecast whose actual is in ``actuals`` is scored at once, as
+        :meth:`score` right after its :meth:`expect` would (a batch that catches up holds
+        the actuals of its own forecasts). Returns how many were scored.
+
+        Args:
+            keys: the series keys.
+            ts: the times the forecasts are for, epoch milliseconds.
+            forecasts: the forecasts (finite).
+            persistence: the naive forecasts for the same points (finite).
+            model_version: the version of the model that made them.
+            lower: the intervals' lower bounds, or None (then ``upper`` is None too); NaN
+                in both bounds: that forecast has no interval.
+            upper: the intervals' upper bounds, or None.
+            actuals: (key, ts) -> actual value, of the readings at hand.
+        """
+        values = np.asarray(forecasts, dtype=np.float64)
+        naive = np.asarray(persistence, dtype=np.float64)
+        if not len(keys) == len(ts) == len(values) == len(naive):
+            raise ValueError(
+                f"expected as many times, forecasts and persistence values as keys "
+                f"({len(keys)}); received {len(ts)}, {len(values)} and {len(naive)}"
+            )
+        for name, array_ in (("forecast", values), ("persistence", naive)):
+            _check_all_finite(name, array_)
+        bounds = _bounds(lower, upper, len(values))
+        points = _Points()
+        hold, take = self._hold, self._take
+        for i, (key, stamp, forecast, naive_forecast) in enumerate(
+            zip(keys, ts, values.tolist(), naive.tolist(), strict=True)
+        ):
+            pending = _Pending(
+                stamp,
+                forecast,
+                naive_forecast,
+                model_version,
+                None if bounds is None else bounds[0][i],
+                None if bounds is None else bounds[1][i],
+            )
+            hold(key, pending)
+            actual = None if actuals is None else actuals.get((key, stamp))
+            if actual is not None and (taken := take(key, stamp, actual)) is not None:
+                points.add(*taken)
+        self._record_many(points)
+        return len(points.versions)
+
+    def _hold(self, key: str, pending: _Pending) -> None:
+        """Make ``pending`` the key's pending forecast (see :meth:`expect`)."""
         old = self._pending.pop(key, None)
         if old is not None:
-            if old.ts != ts:
+            if old.ts != pending.ts:
                 self.unscored["superseded"] += 1
         elif len(self._pending) >= self.max_pending:
             self._pending.popitem(last=False)
             self.unscored["overflow"] += 1
-        self._pending[key] = _Pending(ts, forecast, persistence, model_version, lower, upper)
+        self._pending[key] = pending
 
     def forget(self, key: str) -> bool:
         """Drop ``key``'s pending forecast (counted as ``forgotten``); returns whether there
@@ -428,22 +600,26 @@ class OnlineScorer:
         returns whether a point was scored."""
         return self._score(key, ts, actual) is not None
 
+    def score_many(self, keys: Sequence[str], ts: Sequence[int], actuals: Sequence[float]) -> int:
+        """:meth:`score` of each reading in turn, the errors recorded together; returns how
+        many were scored."""
+        points = _Points()
+        take = self._take
+        for key, stamp, actual in zip(keys, ts, actuals, strict=True):
+            if (taken := take(key, stamp, actual)) is not None:
+                points.add(*taken)
+        self._record_many(points)
+        return len(points.versions)
+
     def _score(self, key: str, ts: int, actual: float) -> tuple[_Pending, float, float, int] | None:
         """Take ``key``'s pending forecast and record its errors if ``actual`` scores it
         (see :meth:`observe`); returns (pending, actual, error, covered: 1, 0 or -1 without
         an interval)."""
-        pending = self._pending.get(key)
-        if pending is None or ts < pending.ts:
+        if (taken := self._take(key, ts, actual)) is None:
             return None
-        del self._pending[key]
-        actual = float(actual)
-        if ts > pending.ts or not math.isfinite(actual):
-            self.unscored["no_actual"] += 1
-            return None
+        pending, actual = taken
         error = actual - pending.forecast
-        covered = -1
-        if pending.lower is not None and pending.upper is not None:
-            covered = int(pending.lower <= actual <= pending.upper)
+        covered = _covered(pending, actual)
         self._record(
             pending.model_version,
             abs(error),
@@ -452,6 +628,47 @@ class OnlineScorer:
             covered,
         )
         return pending, actual, error, covered
+
+    def _take(self, key: str, ts: int, actual: float) -> tuple[_Pending, float] | None:
+        """Remove and return ``key``'s pending forecast with ``actual`` as a float, when
+        ``actual`` scores it (see :meth:`observe`); else None (counting ``no_actual`` when
+        the pending forecast is dropped)."""
+        pending = self._pending.get(key)
+        if pending is None or ts < pending.ts:
+            return None
+        del self._pending[key]
+        actual = float(actual)
+        if ts > pending.ts or not math.isfinite(actual):
+            self.unscored["no_actual"] += 1
+            return None
+        return pending, actual
+
+    def _record_many(self, points: _Points) -> None:
+        """:meth:`_record` of each of ``points`` in turn, vectorised per version. (Versions
+        are kept in the order of their last point, as one by one; with more than
+        ``max_versions`` versions in one batch, which are forgotten may differ.)"""
+        k = len(points.versions)
+        if not k:
+            return
+        for version in reversed(dict.fromkeys(reversed(points.versions))):
+            self._window_of(version).add_many(points.of(version))
+        kept = min(k, self.window)
+        slots = (self._errors_head + np.arange(k - kept, k)) % self.window
+        np.frombuffer(self._errors)[slots] = points.abs_errors[k - kept :]
+        self._errors_head = (self._errors_head + k) % self.window
+        self._n_errors = min(self._n_errors + k, self.window)
+        self._half_width_valid = False
+
+    def _window_of(self, version: str) -> _VersionWindow:
+        """The version's window, made the most recently scored (created if new)."""
+        window = self._versions.get(version)
+        if window is None:
+            window = self._versions[version] = _VersionWindow(self.window)
+            if len(self._versions) > self.max_versions:
+                self._versions.popitem(last=False)
+        else:
+            self._versions.move_to_end(version)
+        return window
 
     def _record(
         self,
@@ -462,14 +679,7 @@ class OnlineScorer:
         covered: int,
     ) -> None:
         """Add a scored point; ``covered``: 1 or 0, or -1 without an interval."""
-        window = self._versions.get(version)
-        if window is None:
-            window = self._versions[version] = _VersionWindow(self.window)
-            if len(self._versions) > self.max_versions:
-                self._versions.popitem(last=False)
-        else:
-            self._versions.move_to_end(version)
-        window.add(abs_error, squared_error, persistence_error, covered)
+        self._window_of(version).add(abs_error, squared_error, persistence_error, covered)
         self._errors[self._errors_head] = abs_error
         self._errors_head = (self._errors_head + 1) % self.window
         if self._n_errors < self.window:

@@ -32,15 +32,22 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 
 Outcome = Literal["appended", "duplicate", "out_of_order", "late"]
 GapAction = Literal["none", "reset", "fill"]
+#: :attr:`BatchUpdate.outcome` codes index this.
+OUTCOMES: Final[tuple[Outcome, ...]] = ("appended", "duplicate", "out_of_order", "late")
+#: :attr:`BatchUpdate.gap` codes index this.
+GAP_ACTIONS: Final[tuple[GapAction, ...]] = ("none", "reset", "fill")
 
 _STEPS_KEPT: Final = 8
+#: Fewer readings than this in a round of :meth:`WindowStore.update_batch` are applied one
+#: by one (numpy's per-call overhead is larger than the loop's). Not Final: tests lower it.
+_MIN_VECTORISED = 16
 _INITIAL_CAPACITY: Final = 64
 _SNAPSHOT_MAGIC: Final = b"SFW1"
 _SNAPSHOT_HEAD: Final = struct.Struct(f"<4sII5q{_STEPS_KEPT}q")
@@ -67,6 +74,27 @@ class Update:
     ready: bool
     slot: int
     new_key: bool
+
+
+@dataclass(frozen=True)
+class BatchUpdate:
+    """What a batch of readings did to their keys' windows (:meth:`WindowStore.update_batch`).
+
+    Args:
+        outcome: per reading, an index into :data:`OUTCOMES`.
+        gap: per reading, an index into :data:`GAP_ACTIONS`.
+        forecastable: the readings that were appended and left their window ready, in
+            input order.
+        windows: the window of each of those, right after its reading, oldest reading
+            first; shape ``(len(forecastable), window, n_features)``.
+        intervals: the key's sampling interval in ms at that point, for each of those.
+    """
+
+    outcome: npt.NDArray[np.int8]
+    gap: npt.NDArray[np.int8]
+    forecastable: npt.NDArray[np.int64]
+    windows: npt.NDArray[np.float32]
+    intervals: npt.NDArray[np.int64]
 
 
 class WindowStore:
@@ -249,6 +277,167 @@ class WindowStore:
         self._newest_ts[slot] = ts
         return Update("appended", gap, self.is_ready(slot), slot, new_key)
 
+    def update_batch(
+        self,
+        keys: list[str],
+        ts: npt.NDArray[np.int64],
+        rows: npt.NDArray[np.float32],
+        now: float,
+    ) -> BatchUpdate:
+        """Apply a batch of readings, as :meth:`update` on each in turn would, vectorised.
+
+        The readings are applied in rounds: round ``r`` holds the ``r``-th reading of every
+        key in the batch, so that no key is twice in a round and each round is a handful of
+        numpy operations whatever its size. Small rounds, and readings that fill a gap,
+        take :meth:`update`'s path.
+
+        Args:
+            keys: the series key of each reading.
+            ts: the readings' times, epoch milliseconds; shape ``(n,)``.
+            rows: the feature values in model order, NaN where missing; ``(n, n_features)``.
+            now: the current (monotonic) time in seconds, for idle-key eviction.
+        """
+        n = len(keys)
+        if rows.shape != (n, self.n_features) or ts.shape != (n,):
+            raise ValueError(
+                f"expected {n} times and a ({n}, {self.n_features}) array of rows, "
+                f"got shapes {ts.shape} and {rows.shape}"
+            )
+        slot_for = self._slot_for
+        batch = _Batch(
+            keys=keys,
+            slots=np.fromiter((slot_for(key)[0] for key in keys), dtype=np.int64, count=n),
+            ts=ts,
+            rows=rows,
+            now=now,
+            outcome=np.zeros(n, dtype=np.int8),
+            gap=np.zeros(n, dtype=np.int8),
+        )
+        found = [
+            self._one_by_one(batch, members)
+            if len(members) < _MIN_VECTORISED
+            else self._round(batch, members)
+            for members in _rounds(batch.slots)
+        ]
+        if not found:
+            found = [self._one_by_one(batch, _NO_ROWS)]
+        positions = np.concatenate([f.positions for f in found])
+        order = np.argsort(positions, kind="stable")
+        return BatchUpdate(
+            outcome=batch.outcome,
+            gap=batch.gap,
+            forecastable=positions[order],
+            windows=np.concatenate([f.windows for f in found])[order],
+            intervals=np.concatenate([f.intervals for f in found])[order],
+        )
+
+    def _one_by_one(self, batch: _Batch, members: npt.NDArray[np.int64]) -> _Ready:
+        """:meth:`update` on each of the ``members`` of ``batch``, in turn."""
+        positions, windows, intervals = [], [], []
+        for i in members.tolist():
+            update = self.update(batch.keys[i], int(batch.ts[i]), batch.rows[i], batch.now)
+            batch.outcome[i] = OUTCOMES.index(update.outcome)
+            batch.gap[i] = GAP_ACTIONS.index(update.gap)
+            if update.outcome == "appended" and update.ready:
+                positions.append(i)
+                windows.append(self.window_of(update.slot))
+                intervals.append(self.interval(update.slot))
+        return _Ready(
+            np.array(positions, dtype=np.int64),
+            np.array(windows, dtype=np.float32).reshape(-1, self.window, self.n_features),
+            np.array(intervals, dtype=np.int64),
+        )
+
+    def _round(self, batch: _Batch, members: npt.NDArray[np.int64]) -> _Ready:
+        """:meth:`update` on ``members`` of ``batch`` (readings of distinct keys) at once; a
+        reading that fills a gap is handed to :meth:`update` itself."""
+        slots, ts = batch.slots[members], batch.ts[members]
+        self._last_seen[slots] = batch.now
+        known = self._rows[slots] > 0
+        newest = self._newest_ts[slots]
+        older = known & (ts < newest)
+        late = older & (newest - ts > self.late_tolerance_ms)
+        batch.outcome[members[known & (ts == newest)]] = OUTCOMES.index("duplicate")
+        batch.outcome[members[older & ~late]] = OUTCOMES.index("out_of_order")
+        batch.outcome[members[late]] = OUTCOMES.index("late")
+        step = ts - newest
+        stepping = known & (step > 0)
+        interval = self._intervals(slots)
+        is_gap = stepping & (interval > 0) & (step > self.max_gap * interval)
+        if self.gap_policy == "fill" and is_gap.any():
+            filled = self._one_by_one(batch, members[is_gap])
+            rest = ~is_gap
+            kept = self._append_round(
+                batch, members[rest], stepping[rest], np.zeros(int(rest.sum()), bool), step[rest]
+            )
+            return _Ready(
+                np.concatenate((filled.positions, kept.positions)),
+                np.concatenate((filled.windows, kept.windows)),
+                np.concatenate((filled.intervals, kept.intervals)),
+            )
+        batch.gap[members[is_gap]] = GAP_ACTIONS.index(self.gap_policy)
+        return self._append_round(batch, members, stepping, is_gap, step)
+
+    def _append_round(
+        self,
+        batch: _Batch,
+        members: npt.NDArray[np.int64],
+        stepping: npt.NDArray[np.bool_],
+        reset: npt.NDArray[np.bool_],
+        step: npt.NDArray[np.int64],
+    ) -> _Ready:
+        """Append the readings of ``members`` that are new or ``stepping`` forward; those
+        after a gap to ``reset`` their window first, the others have their step learned."""
+        w = self.window
+        slots = batch.slots[members]
+        appended = (self._rows[slots] == 0) | stepping
+        # A gap resets the window (the learned interval stays: it belongs to the sensor).
+        cleared = slots[reset]
+        self._rows[cleared] = 0
+        self._head[cleared] = 0
+        self._last_nan_row[cleared] = -1
+        self._learn_steps(slots[stepping & ~reset], step[stepping & ~reset])
+        slots, members = slots[appended], members[appended]
+        rows = batch.rows[members]  # a copy: filled in place
+        head, count = self._head[slots], self._rows[slots]
+        missing = np.isnan(rows)
+        with_nan = np.asarray(missing.any(axis=1))
+        fill = with_nan & (count > 0)
+        if fill.any():  # forward from the key's previous reading
+            previous = self._values[slots[fill], (head[fill] - 1) % w]
+            rows[fill] = np.where(missing[fill], previous, rows[fill])
+            with_nan[fill] = np.isnan(rows[fill]).any(axis=1)
+        self._values[slots, head] = rows
+        self._last_nan_row[slots[with_nan]] = count[with_nan]
+        head = (head + 1) % w
+        count += 1
+        self._head[slots] = head
+        self._rows[slots] = count
+        self._newest_ts[slots] = batch.ts[members]
+        ready = (count >= w) & (self._last_nan_row[slots] < count - w)
+        slots, head = slots[ready], head[ready]
+        order = (head[:, None] + np.arange(w)) % w
+        return _Ready(members[ready], self._values[slots[:, None], order], self._intervals(slots))
+
+    def _learn_steps(self, slots: npt.NDArray[np.int64], steps: npt.NDArray[np.int64]) -> None:
+        """:meth:`_learn_step` for distinct ``slots`` at once."""
+        if not len(slots):
+            return
+        n_steps = self._n_steps[slots]
+        self._steps[slots, n_steps % _STEPS_KEPT] = steps
+        self._n_steps[slots] = n_steps + 1
+        full = n_steps + 1 >= _STEPS_KEPT
+        median = np.median(self._steps[slots[full]], axis=1)
+        self._learned_interval[slots[full]] = median.astype(np.int64)
+        for slot in slots[~full].tolist():
+            self._learned_interval[slot] = self._median_step(slot)
+
+    def _intervals(self, slots: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+        """:meth:`interval` of each of ``slots``."""
+        if self.interval_ms is not None:
+            return np.full(len(slots), self.interval_ms, dtype=np.int64)
+        return self._learned_interval[slots]
+
     def _append(self, slot: int, row: npt.NDArray[np.float32], has_nan: bool) -> None:
         head = int(self._head[slot])
         self._values[slot, head] = row
@@ -389,3 +578,47 @@ class WindowStore:
         for key in evicted:
             self.drop(key)
         return evicted
+
+
+_NO_ROWS: Final = np.empty(0, dtype=np.int64)
+
+
+@dataclass(frozen=True)
+class _Batch:
+    """The readings of one :meth:`WindowStore.update_batch`, and its outcomes so far."""
+
+    keys: list[str]
+    slots: npt.NDArray[np.int64]
+    ts: npt.NDArray[np.int64]
+    rows: npt.NDArray[np.float32]
+    now: float
+    outcome: npt.NDArray[np.int8]
+    gap: npt.NDArray[np.int8]
+
+
+class _Ready(NamedTuple):
+    """Readings that left their window ready: positions in the batch, windows, intervals."""
+
+    positions: npt.NDArray[np.int64]
+    windows: npt.NDArray[np.float32]
+    intervals: npt.NDArray[np.int64]
+
+
+def _rounds(slots: npt.NDArray[np.int64]) -> list[npt.NDArray[np.int64]]:
+    """Positions of ``slots`` grouped by occurrence: the first reading of every slot, then
+    the second, ...; each group in input order."""
+    n = len(slots)
+    if n == 0:
+        return []
+    order = np.argsort(slots, kind="stable")
+    ordered = slots[order]
+    first = np.ones(n, dtype=bool)
+    first[1:] = ordered[1:] != ordered[:-1]
+    starts = np.maximum.accumulate(np.where(first, np.arange(n), 0))
+    rank = np.empty(n, dtype=np.int64)
+    rank[order] = np.arange(n) - starts
+    if not rank.any():
+        return [np.arange(n, dtype=np.int64)]
+    by_rank = np.argsort(rank, kind="stable")
+    bounds = np.flatnonzero(np.diff(rank[by_rank])) + 1
+    return np.split(by_rank, bounds)

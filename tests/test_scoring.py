@@ -520,3 +520,86 @@ def test_from_settings_uses_the_scoring_section() -> None:
 
     s = OnlineScorer.from_settings(ScoringSettings(window=50, coverage=0.8, min_errors=7))
     assert (s.window, s.coverage, s.min_errors) == (50, 0.8, 7)
+
+
+# -- batches ---------------------------------------------------------------------------------
+
+finite = st.floats(-1e6, 1e6, allow_nan=False, allow_infinity=False, allow_subnormal=False)
+batch_of_readings = st.lists(
+    st.tuples(
+        st.sampled_from("abcd"),
+        st.integers(0, 6),  # reading time, in hours
+        st.one_of(finite, st.just(math.nan)),  # actual
+        st.booleans(),  # the reading gives a forecast for the next hour
+        finite,  # the forecast
+        st.one_of(st.none(), st.floats(0, 10)),  # interval half-width, or no interval
+    ),
+    max_size=30,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    batches=st.lists(st.tuples(st.sampled_from(["v1", "v2", "v3"]), batch_of_readings), max_size=6),
+    window=st.integers(1, 12),
+)
+def test_a_batch_is_scored_as_one_reading_and_forecast_at_a_time(
+    batches: list[tuple[str, list[tuple[str, int, float, bool, float, float | None]]]],
+    window: int,
+) -> None:
+    """score_many then expect_many (the pipeline's batch) against score per reading, then
+    expect and score per forecast: the same pending forecasts, unscored counts, versions,
+    figures and conformal half-width."""
+    one, many = scorer(window=window), scorer(window=window)
+    for version, readings in batches:
+        keys = [r[0] for r in readings]
+        stamps = [r[1] * HOUR for r in readings]
+        actuals = [r[2] for r in readings]
+        for key, stamp, actual in zip(keys, stamps, actuals, strict=True):
+            one.score(key, stamp, actual)
+        assert many.score_many(keys, stamps, actuals) >= 0
+        in_batch = dict(zip(zip(keys, stamps, strict=True), actuals, strict=True))
+        forecasts = [
+            (key, stamp + HOUR, value, 0.5 * value, width)
+            for key, stamp, _, gives, value, width in readings
+            if gives
+        ]
+        with_intervals = bool(forecasts) and forecasts[0][4] is not None
+        for key, ts, value, naive, width in forecasts:
+            low: float | None = value - (width or 0) if with_intervals else None
+            high: float | None = value + (width or 0) if with_intervals else None
+            one.expect(key, ts, value, naive, version, lower=low, upper=high)
+            if (in_time := in_batch.get((key, ts))) is not None:
+                one.score(key, ts, in_time)
+        many.expect_many(
+            [f[0] for f in forecasts],
+            [f[1] for f in forecasts],
+            [f[2] for f in forecasts],
+            [f[3] for f in forecasts],
+            version,
+            lower=[f[2] - (f[4] or 0) for f in forecasts] if with_intervals else None,
+            upper=[f[2] + (f[4] or 0) for f in forecasts] if with_intervals else None,
+            actuals=in_batch,
+        )
+        assert many.unscored == one.unscored
+        assert many.n_pending == one.n_pending
+        assert [many.pending_ts(k) for k in "abcd"] == [one.pending_ts(k) for k in "abcd"]
+        assert many.versions() == one.versions()
+        assert many.half_width() == one.half_width()
+        for v in one.versions():
+            expected = one.stats(v)
+            assert expected is not None
+            assert_stats_agree(many.stats(v), expected)
+
+
+def test_a_batch_with_a_bad_forecast_says_which() -> None:
+    s = scorer()
+    with pytest.raises(
+        ValueError, match=r"forecast must be a finite number; received nan at index 1"
+    ):
+        s.expect_many(["a", "b"], [0, 0], [1.0, math.nan], [1.0, 1.0], "v1")
+    with pytest.raises(ValueError, match=r"expected lower <= upper; received 2.0 > 1.0 at index 0"):
+        s.expect_many(["a"], [0], [1.0], [1.0], "v1", lower=[2.0], upper=[1.0])
+    with pytest.raises(ValueError, match=r"expected as many times, forecasts"):
+        s.expect_many(["a", "b"], [0], [1.0], [1.0], "v1")
+    assert s.n_pending == 0

@@ -7,7 +7,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stream_forecaster.windows import _SNAPSHOT_HEAD, SnapshotError, WindowStore
+from stream_forecaster import windows as windows_module
+from stream_forecaster.windows import (
+    _SNAPSHOT_HEAD,
+    GAP_ACTIONS,
+    OUTCOMES,
+    SnapshotError,
+    WindowStore,
+)
 
 MIN = 60_000
 
@@ -261,3 +268,73 @@ def test_a_snapshot_of_another_shape_or_damaged_is_refused() -> None:
         WindowStore(window=3, n_features=2).load_snapshot("k", data[:-1], 0.0)
     with pytest.raises(SnapshotError, match="without the SFW1 header"):
         WindowStore(window=3, n_features=2).load_snapshot("k", b"XXXX" + data[4:], 0.0)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    batches=st.lists(
+        st.lists(
+            st.tuples(
+                st.sampled_from(["a", "b", "c", "d"]),
+                st.integers(-2, 6),
+                st.sampled_from([0.0, 1.0, np.nan]),
+            ),
+            max_size=40,
+        ),
+        min_size=1,
+        max_size=4,
+    ),
+    policy=st.sampled_from(["reset", "fill"]),
+    interval_ms=st.sampled_from([None, MIN]),
+    vectorise_from=st.sampled_from([1, 16]),
+)
+def test_a_batch_update_does_what_one_update_per_reading_does(
+    batches: list[list[tuple[str, int, float]]],
+    policy: str,
+    interval_ms: int | None,
+    vectorise_from: int,
+) -> None:
+    """update_batch (rounds of distinct keys, vectorised) against update (one reading at a
+    time): same outcomes and gaps, the same windows and intervals for the same readings, and
+    the same state of every key after each batch (compared through its snapshot)."""
+    options = {"max_gap": 3.0, "gap_policy": policy, "interval_ms": interval_ms}
+    one = WindowStore(window=3, n_features=2, capacity=2, **options)  # type: ignore[arg-type]
+    many = WindowStore(window=3, n_features=2, capacity=2, **options)  # type: ignore[arg-type]
+    ts = dict.fromkeys("abcd", 10 * MIN)
+    original = windows_module._MIN_VECTORISED
+    windows_module._MIN_VECTORISED = vectorise_from
+    try:
+        for b, batch in enumerate(batches):
+            keys, stamps, rows = [], [], []
+            for i, (key, step, missing) in enumerate(batch):
+                ts[key] += step * MIN
+                keys.append(key)
+                stamps.append(ts[key])
+                rows.append((float(100 * b + i), missing))
+            array = np.array(rows, dtype=np.float32).reshape(-1, 2)
+            expected, windows, intervals = [], [], []
+            for key, stamp, values in zip(keys, stamps, array.copy(), strict=True):
+                update = one.update(key, stamp, values, now=float(b))
+                expected.append(update)
+                if update.outcome == "appended" and update.ready:
+                    windows.append(one.window_of(update.slot))
+                    intervals.append(one.interval(update.slot))
+            got = many.update_batch(keys, np.array(stamps, dtype=np.int64), array, now=float(b))
+            assert [OUTCOMES[c] for c in got.outcome] == [u.outcome for u in expected]
+            assert [GAP_ACTIONS[c] for c in got.gap] == [u.gap for u in expected]
+            assert got.forecastable.tolist() == [
+                i for i, u in enumerate(expected) if u.outcome == "appended" and u.ready
+            ]
+            np.testing.assert_array_equal(got.windows, np.reshape(windows, (-1, 3, 2)))
+            assert got.intervals.tolist() == intervals
+            assert sorted(many.keys()) == sorted(one.keys())
+            for key in one.keys():  # noqa: SIM118 (a WindowStore is not a dict)
+                assert many.snapshot(key) == one.snapshot(key), key
+    finally:
+        windows_module._MIN_VECTORISED = original
+
+
+def test_a_batch_update_refuses_rows_of_the_wrong_shape() -> None:
+    store = WindowStore(window=3, n_features=2)
+    with pytest.raises(ValueError, match=r"expected 1 times and a \(1, 2\) array of rows"):
+        store.update_batch(["k"], np.array([0]), np.zeros((1, 3), dtype=np.float32), now=0.0)
