@@ -178,10 +178,10 @@ _MAIN_THREAD = {
     "processing a batch (`BatchProcessor.process`)": "BatchProcessor.process",
     "of which inference (ONNX Runtime `Session.run`)": "Session.run",
     "of which decoding (`decode_reading_fields`)": "decode_reading_fields",
-    "of which windows (`WindowStore.update`)": "WindowStore.update",
-    "sending forecasts (kafka-python `KafkaProducer.send`)": "KafkaProducer.send",
+    "of which windows (`WindowStore.update_batch`)": "WindowStore.update_batch",
+    "sending, forecasts and changelog (kafka-python `KafkaProducer.send`)": "KafkaProducer.send",
     "fetching (kafka-python `KafkaConsumer.poll`)": "KafkaConsumer.poll",
-    "checkpoints (flush, changelog, commit)": "ForecastService._checkpoint",
+    "checkpoints (changelog sent in slices, commit)": "ForecastService._advance_checkpoint",
 }
 
 

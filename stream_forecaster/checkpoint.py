@@ -1,12 +1,21 @@
-"""What serve has done since its last checkpoint: offsets to commit, windows to snapshot.
+"""What serve has done since its last checkpoint (offsets to commit, windows to snapshot),
+and the checkpoint on its way.
 
 With ``at_least_once``, forecasts and dead letters are sent as soon as a batch is
-processed, but the checkpoint (quix-streams' order: flush what was sent -> produce the
-changelog -> flush -> commit offsets) runs every ``SF_PROCESSING__COMMIT_INTERVAL_MS``.
-Between two checkpoints a key's window is snapshotted once however often it changed, and
-the loop never waits for acknowledgements or a commit round trip. What a crash loses is
-what a restart reprocesses: at most one interval of records, from the committed offsets
-on top of the windows of the same checkpoint (so it is all consistent).
+processed, and a checkpoint begins every ``SF_PROCESSING__COMMIT_INTERVAL_MS``
+(:class:`PendingCheckpoint` gathers what it covers). It keeps quix-streams' order, but the
+loop does not wait for it (:class:`CheckpointInFlight`): the forecasts and dead letters
+sent before it are acknowledged -> the changelog (snapshots of the windows changed since
+the last checkpoint, taken when this one began) is produced, a slice per loop turn -> it
+is acknowledged -> the offsets are committed. Meanwhile the loop goes on processing
+(measured: a blocking checkpoint of 1,000 snapshots held the loop for 100-220 ms every
+second, the tail of the latency at half load). A key's window is snapshotted once per
+checkpoint however often it changed.
+
+What a crash loses is what a restart reprocesses, from the committed offsets on top of
+windows at least as new as those offsets (a snapshot is only produced once every forecast
+made from the readings in it is acknowledged, and offsets are only committed once their
+snapshots are): a replayed reading already in a window is a duplicate and is ignored.
 
 With ``exactly_once`` every batch is its own transaction (a transaction must not span a
 poll, in which a rebalance may move its partitions to another instance), so the
@@ -15,7 +24,8 @@ checkpoint is taken after every batch.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections import deque
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -73,3 +83,72 @@ class PendingCheckpoint:
             self.offsets.pop((topic, partition), None)
         self.changed = {k: p for k, p in self.changed.items() if p not in partitions}
         self.tombstones = [t for t in self.tombstones if t.partition not in partitions]
+
+
+class PublishError(RuntimeError):
+    """Forecasts, dead letters or changelog records could not be published; offsets were
+    not committed."""
+
+
+class CheckpointInFlight:
+    """One ``at_least_once`` checkpoint on its way, moved forward by :meth:`advance` on each
+    turn of the loop without waiting (see the module docstring for the order).
+
+    Args:
+        pending: what the checkpoint covers (its futures: forecasts and dead letters sent).
+        changelog: its changelog records, built when it began.
+        started: monotonic time it began.
+    """
+
+    def __init__(
+        self, pending: PendingCheckpoint, changelog: list[OutputRecord], started: float
+    ) -> None:
+        self.offsets = pending.offsets
+        self.started = started
+        self.n_changelog = len(changelog)
+        self._unsent: deque[OutputRecord] = deque(changelog)
+        self._awaiting: deque[Any] = deque(pending.futures)
+        self._output_acked = False
+
+    def advance(self, send: Callable[[OutputRecord], Any], slice_size: int) -> bool:
+        """One step forward; returns True once only the commit of :attr:`offsets` is left.
+
+        Args:
+            send: sends a changelog record, returns its future.
+            slice_size: changelog records sent per step, at most.
+
+        Raises:
+            PublishError: a record was not published.
+        """
+        awaiting = self._awaiting
+        while awaiting and awaiting[0].is_done:  # they complete about in order
+            future = awaiting.popleft()
+            if future.failed():
+                raise PublishError(f"a record was not published: {future.exception!r}")
+        if not self._output_acked:
+            if awaiting:
+                return False
+            self._output_acked = True  # only now may the snapshots be produced
+        unsent = self._unsent
+        for _ in range(min(slice_size, len(unsent))):
+            awaiting.append(send(unsent.popleft()))
+        return not unsent and not awaiting
+
+    def finish(self, send: Callable[[OutputRecord], Any], flush: Callable[[], None]) -> None:
+        """Drive it to the commit, waiting (``flush``: until everything sent is acknowledged).
+
+        Raises:
+            PublishError: a record was not published.
+        """
+        for _ in range(3):  # acknowledged output -> changelog sent -> acknowledged
+            flush()
+            if self.advance(send, len(self._unsent)):
+                return
+        raise PublishError("the checkpoint's records were not acknowledged after a flush")
+
+    def drop_partitions(self, topic: str, partitions: Collection[int]) -> None:
+        """Revoked input partitions: no commit for them, and their unsent snapshots stay
+        unsent (their new owner writes its own)."""
+        for partition in partitions:
+            self.offsets.pop((topic, partition), None)
+        self._unsent = deque(r for r in self._unsent if r.partition not in partitions)

@@ -3,11 +3,12 @@
 Per poll: apply partition changes (restore the windows of newly assigned partitions from
 the changelog, drop those of revoked ones) -> records in ->
 :class:`~stream_forecaster.pipeline.BatchProcessor` (validate, windows, one batched
-inference) -> forecasts and dead letters sent -> checkpoint when due -> metrics. The
-checkpoint order is quix-streams': flush the forecasts and dead letters -> produce the
-changelog of the windows changed since the last one -> flush -> commit offsets; it runs
-every ``SF_PROCESSING__COMMIT_INTERVAL_MS`` (:mod:`stream_forecaster.checkpoint`). With
-``exactly_once`` each batch is one Kafka transaction instead.
+inference) -> forecasts and dead letters sent -> the checkpoint in flight moved forward -> metrics.
+The checkpoint order is quix-streams': the forecasts and dead letters acknowledged ->
+the changelog of the windows changed since the last one produced -> acknowledged ->
+offsets committed; one begins every ``SF_PROCESSING__COMMIT_INTERVAL_MS`` and the loop
+does not wait for it (:mod:`stream_forecaster.checkpoint`). With ``exactly_once`` each
+batch is one Kafka transaction instead.
 
 Failure policy: a record that cannot be used goes to the dead-letter topic and the loop
 goes on. A checkpoint that fails after the client's own retries (broker down, fenced by a
@@ -24,6 +25,7 @@ import contextlib
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from kafka import TopicPartition
@@ -33,7 +35,7 @@ from kafka.structs import OffsetAndMetadata
 
 from stream_forecaster.broker_probe import BrokerProbe
 from stream_forecaster.changelog import ChangelogError, ChangelogReader, ensure_changelog_topic
-from stream_forecaster.checkpoint import PendingCheckpoint
+from stream_forecaster.checkpoint import CheckpointInFlight, PendingCheckpoint, PublishError
 from stream_forecaster.http_server import HttpEndpoints
 from stream_forecaster.kafka_io import make_consumer, make_producer, transactional_id
 from stream_forecaster.metrics import ServiceMetrics
@@ -50,10 +52,10 @@ _LAG_EVERY_S = 1.0
 _EVICT_EVERY_S = 30.0
 _ALIVE_WITHIN_S = 60.0
 _POLLING_WITHIN_S = 30.0
+#: Changelog records a checkpoint in flight sends per turn of the loop.
+_CHANGELOG_SLICE = 128
 
-
-class PublishError(RuntimeError):
-    """Forecasts or dead letters could not be published; offsets were not committed."""
+__all__ = ["ForecastService", "PublishError"]
 
 
 class _Assignment(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -64,8 +66,11 @@ class _Assignment(ConsumerRebalanceListener):  # type: ignore[misc]
         self.metrics = metrics
         self.partitions: set[TopicPartition] = set()
         self.changed = threading.Event()
+        #: Called before partitions go (the checkpoint in flight lands first).
+        self.before_revoke: Callable[[], None] = lambda: None
 
     def on_partitions_revoked(self, revoked: Any) -> None:
+        self.before_revoke()
         self.partitions -= set(revoked)
         self.changed.set()
         for tp in revoked:
@@ -110,6 +115,9 @@ class ForecastService:
         self.held: set[int] = set()  # input partitions whose windows are in the processor
         self.probe: BrokerProbe | None = None
         self.pending = PendingCheckpoint()
+        self.in_flight: CheckpointInFlight | None = None
+        self._producer: Any = None  # the current one, for before_revoke
+        self.assignment.before_revoke = self._land_checkpoint_in_flight
         self._commit_interval_s = settings.processing.commit_interval_ms / 1000
         self._recovering = False
         self._alive_at = time.monotonic()
@@ -249,8 +257,7 @@ class ForecastService:
                             self._transact(BatchOutput(), consumer, producer, tombstones)
                         else:
                             self.pending.add_tombstones(tombstones, now)
-                    if self.pending.due(time.monotonic(), self._commit_interval_s):
-                        self._checkpoint(consumer, producer)
+                    self._advance_checkpoint(consumer, producer)
                 except (PublishError, ChangelogError, KafkaError) as exc:
                     producer = self._recover(exc, consumer, producer)
                     continue
@@ -261,9 +268,9 @@ class ForecastService:
                 if now >= next_model:
                     self._poll_model_folder()
                     next_model = now + settings.processing.model_poll_s
-            if self.pending and not self._recovering:
+            if (self.pending or self.in_flight) and not self._recovering:
                 try:
-                    self._checkpoint(consumer, producer)
+                    self._checkpoint_now(consumer, producer)
                 except (PublishError, ChangelogError, KafkaError) as exc:
                     log.warning("last checkpoint failed (redelivered after restart): %s", exc)
         finally:
@@ -282,6 +289,7 @@ class ForecastService:
             # Also aborts a transaction that a previous producer with this id left open.
             producer.init_transactions()
             log.info("exactly_once: transactional id %s", transactional_id(self.settings))
+        self._producer = producer
         return producer
 
     def _wait_for_topic(self, consumer: Any, topic: str) -> int:
@@ -314,6 +322,8 @@ class ForecastService:
         gone, new = self.held - owned, owned - self.held
         if gone:
             self.pending.drop_partitions(self.settings.topics.input, gone)
+            if self.in_flight is not None:
+                self.in_flight.drop_partitions(self.settings.topics.input, gone)
             dropped = self.processor.forget_partitions(gone)
             log.info("dropped the windows of %d keys of revoked partitions %s", dropped, gone)
         self.held -= gone
@@ -353,6 +363,7 @@ class ForecastService:
         with contextlib.suppress(Exception):
             producer.close(timeout=0)
         self.pending = PendingCheckpoint()  # all of it is processed again
+        self.in_flight = None
         backoff, attempt = 0.5, 1
         while not self.stop.is_set():
             self._alive_at = time.monotonic()
@@ -394,19 +405,57 @@ class ForecastService:
         futures += [self._send(producer, r, forecast=False) for r in out.dead_letters]
         self.pending.add(out, futures, now)  # the loop checkpoints when it is due
 
-    def _checkpoint(self, consumer: Any, producer: Any) -> None:
-        """at_least_once: flush what was sent -> changelog -> flush -> commit offsets."""
+    def _advance_checkpoint(self, consumer: Any, producer: Any) -> None:
+        """at_least_once: move the checkpoint in flight one step forward without waiting,
+        committing its offsets once they are due; begin the next one when due."""
+        if self.in_flight is None:
+            if not self.pending.due(time.monotonic(), self._commit_interval_s):
+                return
+            self.in_flight = self._begin_checkpoint()
+        in_flight = self.in_flight
+        age = time.monotonic() - in_flight.started
+        if in_flight.advance(lambda r: self._send(producer, r, forecast=False), _CHANGELOG_SLICE):
+            self.in_flight = None
+            self._commit(consumer, in_flight)
+        elif age > self.settings.kafka.request_timeout_ms / 1000:
+            raise PublishError(f"a checkpoint was not acknowledged within {age:.0f}s")
+
+    def _checkpoint_now(self, consumer: Any, producer: Any) -> None:
+        """at_least_once: land the checkpoint in flight and one of everything since,
+        waiting for each (the last one, before closing)."""
+        for in_flight in (self.in_flight, self._begin_checkpoint() if self.pending else None):
+            if in_flight is None:
+                continue
+            self.in_flight = in_flight
+            in_flight.finish(
+                lambda r: self._send(producer, r, forecast=False), lambda: self._flush(producer)
+            )
+            self.in_flight = None
+            self._commit(consumer, in_flight)
+
+    def _begin_checkpoint(self) -> CheckpointInFlight:
+        """The checkpoint of everything since the last one, with the snapshots of the
+        windows changed since then taken now."""
         pending, self.pending = self.pending, PendingCheckpoint()
-        self._flush(producer, pending.futures)
         changelog = self.processor.changelog(pending.changed) + pending.tombstones
-        if changelog:
-            self._flush(producer, [self._send(producer, r, forecast=False) for r in changelog])
-            self.metrics.state_snapshots_written.inc(len(changelog))
-        if not pending.offsets:
+        return CheckpointInFlight(pending, changelog, started=time.monotonic())
+
+    def _land_checkpoint_in_flight(self) -> None:
+        """Before partitions are revoked: the changelog in flight must land before their
+        next owner restores from it (the offsets then stay uncommitted: at least once)."""
+        if self.in_flight is None or self._producer is None:
+            return
+        with contextlib.suppress(KafkaError):
+            self._producer.flush(timeout=self.settings.kafka.request_timeout_ms / 1000)
+
+    def _commit(self, consumer: Any, checkpoint: CheckpointInFlight) -> None:
+        """Commit the offsets of a checkpoint whose records are all acknowledged."""
+        self.metrics.state_snapshots_written.inc(checkpoint.n_changelog)
+        if not checkpoint.offsets:
             return
         try:
             consumer.commit(
-                _offsets(pending.offsets), timeout_ms=self.settings.kafka.request_timeout_ms
+                _offsets(checkpoint.offsets), timeout_ms=self.settings.kafka.request_timeout_ms
             )
             self.metrics.commits.inc()
         except (CommitFailedError, KafkaError) as exc:
@@ -445,25 +494,16 @@ class ForecastService:
                 producer.abort_transaction()
             raise PublishError(f"transaction failed and was aborted: {exc!r}") from exc
 
-    def _flush(self, producer: Any, futures: list[Any]) -> None:
-        """Wait until every one of ``futures`` is acknowledged.
+    def _flush(self, producer: Any) -> None:
+        """Wait until everything sent is acknowledged (or failed: the futures say).
 
         Raises:
-            PublishError: a record was not published (offsets must not be committed).
+            PublishError: the flush timed out or failed (offsets must not be committed).
         """
-        if not futures:
-            return
         try:
             producer.flush(timeout=self.settings.kafka.request_timeout_ms / 1000)
         except KafkaError as exc:
-            raise PublishError(f"flushing {len(futures)} records failed: {exc!r}") from exc
-        failed = [f.exception for f in futures if f.failed()]
-        if failed or not all(f.is_done for f in futures):
-            raise PublishError(
-                f"{len(failed)} of {len(futures)} records not published: {failed[0]!r}"
-                if failed
-                else "flush timed out"
-            )
+            raise PublishError(f"flushing the producer failed: {exc!r}") from exc
 
     def _send(self, producer: Any, record: OutputRecord, *, forecast: bool) -> Any:
         future = producer.send(
