@@ -119,14 +119,21 @@ def _measure(bootstrap: str, report: Callable[[str], None]) -> str:
         steps = range(READINGS_PER_KEY, READINGS_PER_KEY + int(half * HALF_LOAD_S / KEYS) + 1)
         paced = readings(steps)
         report(f"half load: {half:,.0f} readings/s for {len(paced) / half:.0f}s")
-        before = buckets(serve)
+        before = {name: buckets(serve, name) for name in _LATENCY_PARTS}
         produce_paced(bootstrap, input_topic, paced, per_second=half).join()
         caught_up = _drain(
             lambda: serve.metric("sf_records_total") or 0.0, len(backlog) + len(paced), 60
         )
         catch_up_s = caught_up[-1][0] - caught_up[0][0]
-        after = buckets(serve)
-        p50, p99 = quantile(0.5, before, after), quantile(0.99, before, after)
+        after = {name: buckets(serve, name) for name in _LATENCY_PARTS}
+        parts = {
+            name: (
+                quantile(0.5, before[name], after[name]),
+                quantile(0.99, before[name], after[name]),
+            )
+            for name in _LATENCY_PARTS
+        }
+        p50, p99 = parts["sf_end_to_end_latency_seconds"]
         report(f"latency at half load: p50 {p50 * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms")
         forecast_bytes = _mean_value_size(bootstrap, output_topic)
     finally:
@@ -160,7 +167,15 @@ def _measure(bootstrap: str, report: Callable[[str], None]) -> str:
         f"At half that rate ({half:,.0f} readings/s for {HALF_LOAD_S:.0f} s): end-to-end "
         f"latency p50 **{p50 * 1000:.1f} ms**, p99 **{p99 * 1000:.1f} ms** (histogram "
         f"interpolation, as PromQL); the lag was back to 0 {catch_up_s:.1f} s after the feed "
-        "ended.",
+        "ended. Where that latency goes, from serve's own histograms over the same "
+        "interval:",
+        "",
+        "| part | p50 | p99 |",
+        "|---|---:|---:|",
+        *(
+            f"| {label} | {parts[name][0] * 1000:.1f} ms | {parts[name][1] * 1000:.1f} ms |"
+            for name, label in _LATENCY_PARTS.items()
+        ),
         "",
         "Targets (issue #7), in this run:",
         "",
@@ -172,6 +187,16 @@ def _measure(bootstrap: str, report: Callable[[str], None]) -> str:
     lines.append(f"- p99 at half load <= 50 ms: {p99 * 1000:.1f} ms, {verdict}")
     return "\n".join(lines + profile_lines)
 
+
+#: The latency histograms serve exports, and what each measures.
+_LATENCY_PARTS = {
+    "sf_input_wait_seconds": "before serve had the reading (`sf_input_wait_seconds`: "
+    "feeder, broker, fetch)",
+    "sf_batch_processing_seconds": "one poll's processing and sending "
+    "(`sf_batch_processing_seconds`, per poll)",
+    "sf_end_to_end_latency_seconds": "end to end, to the forecast acknowledged "
+    "(`sf_end_to_end_latency_seconds`)",
+}
 
 #: What serve's main thread does, by the function whose time includes it.
 _MAIN_THREAD = {

@@ -28,6 +28,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 from kafka import TopicPartition
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.errors import CommitFailedError, KafkaError
@@ -243,6 +244,8 @@ class ForecastService:
                 self._alive_at = self._polled_at = now
                 self.metrics.last_poll_timestamp.set(time.time())
                 records = [r for batch in polled.values() for r in batch]
+                if records:
+                    self._observe_input_wait(records)
                 try:
                     if self.assignment.changed.is_set():
                         self._follow_assignment()
@@ -518,6 +521,13 @@ class ForecastService:
         elif record.topic == self.settings.topics.dead_letter:
             future.add_errback(lambda _exc: self.metrics.dead_letters_failed.inc())
         return future
+
+    def _observe_input_wait(self, records: list[Any]) -> None:
+        """How long the polled records were in Kafka and the client before serve had them
+        (their timestamps are the producers'; a clock ahead of ours counts as 0)."""
+        stamps = np.fromiter((r.timestamp for r in records), dtype=np.float64, count=len(records))
+        waits = time.time() - stamps / 1000
+        self.metrics.input_wait_seconds.observe_many(np.maximum(waits, 0.0))
 
     def _acked(self, source_timestamp_ms: int, _metadata: Any) -> None:
         self.metrics.forecasts.inc()
