@@ -22,6 +22,7 @@ nothing is published twice.
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import threading
 import time
@@ -231,6 +232,12 @@ class ForecastService:
             settings.processing.group_id,
             settings.processing.guarantee,
         )
+        # What exists by now (modules, the engine, the clients) lives as long as the
+        # process: frozen, it is out of the cyclic collector's full passes. Measured on
+        # the end-to-end benchmark: 24 full passes of up to 54 ms (1.0 s in all) before,
+        # 25 of up to 11 ms (0.17 s) after; each held the loop, and the readings waited.
+        gc.freeze()
+        log.debug("%d objects frozen out of the cyclic garbage collector", gc.get_freeze_count())
         next_lag = next_evict = next_model = time.monotonic()
         try:
             while not self.stop.is_set():
