@@ -42,6 +42,7 @@ HALF_LOAD_S = 20.0
 NAIVE_S = 15.0
 TARGET_VS_PASSTHROUGH, TARGET_P99_S, TARGET_VS_NAIVE = 0.70, 0.050, 500.0
 _START_TS = 1_700_000_000_000
+_STALLED_S = 30.0
 _INTERVAL_MS = 60_000
 
 
@@ -267,6 +268,7 @@ def _passthrough(settings: Settings, topic: str, total: int, value_bytes: float)
     out_topic = f"{topic}-passthrough"
     value = b"x" * round(value_bytes)
     done, samples = 0, []
+    progressed = time.monotonic()
     try:
         while done < total:
             polled = consumer.poll(timeout_ms=100, max_records=group.processing.max_batch)
@@ -276,7 +278,15 @@ def _passthrough(settings: Settings, topic: str, total: int, value_bytes: float)
                 done += len(records)
             producer.flush()
             consumer.commit()
-            samples.append((time.monotonic(), float(done)))
+            now = time.monotonic()
+            samples.append((now, float(done)))
+            if polled:
+                progressed = now
+            elif now - progressed > _STALLED_S:
+                raise RuntimeError(
+                    f"the passthrough consumed {done:,} of the {total:,} records of {topic}, "
+                    f"then nothing for {_STALLED_S:.0f} s"
+                )
     finally:
         producer.close(timeout=10)
         consumer.close()
