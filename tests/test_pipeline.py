@@ -74,7 +74,7 @@ def test_bad_records_become_dead_letters_with_original_bytes(
 
     assert [d.value for d in out.dead_letters] == [b"{oops", bad[1].value]
     assert [d.key for d in out.dead_letters] == [b"a", b"a"]
-    headers = dict(out.dead_letters[1].headers)
+    headers = dict(out.dead_letters[1].headers or [])
     assert headers["sf.reason"] == b"missing_feature"
     assert b"expected 3 features, got 2 in record a@offset 8" in headers["sf.detail"]
     assert headers["sf.source.topic"] == b"in"
