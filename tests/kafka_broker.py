@@ -145,10 +145,16 @@ def consume(
 
 
 def produce_paced(
-    bootstrap: str, topic: str, items: list[tuple[bytes, bytes]], per_second: float
+    bootstrap: str,
+    topic: str,
+    items: list[tuple[bytes, bytes]],
+    per_second: float,
+    acked_after: list[float] | None = None,
 ) -> threading.Thread:
     """Produce ``items`` at a steady rate from a background thread (idempotent: in order
-    and without duplicates even across a broker restart); join the thread to wait."""
+    and without duplicates even across a broker restart); join the thread to wait.
+    ``acked_after``, if given, receives each record's seconds from send to acknowledgement.
+    """
 
     def run() -> None:
         producer = KafkaProducer(
@@ -159,7 +165,10 @@ def produce_paced(
             due = started + i / per_second
             if (delay := due - time.monotonic()) > 0:
                 time.sleep(delay)  # pacing the feed, not waiting for an event
-            producer.send(topic, key=key, value=value)
+            sent = time.monotonic()
+            future = producer.send(topic, key=key, value=value)
+            if acked_after is not None:
+                future.add_callback(lambda _md, t=sent: acked_after.append(time.monotonic() - t))
         producer.flush()
         producer.close()
 
