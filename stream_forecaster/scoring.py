@@ -18,10 +18,11 @@ one replaces it. A forecast that is never scored is counted by reason
 
 Per model version, the last ``window`` scored points give MAE, RMSE, persistence's MAE on
 the same points, skill (``1 - MAE / persistence MAE``) and the observed interval coverage.
-Updates are O(1): running float64 sums, recomputed exactly every ``window`` updates and
-whenever their rounding-error bound exceeds ``1e-12`` of their value (a large error
-leaving the window next to small ones), so the figures equal a plain recomputation
-(:func:`offline_stats`) to about 1e-12 relative.
+Scored points are recorded a batch at a time (the readings of a poll; one point for
+:meth:`OnlineScorer.observe`): written into each version's ring buffers, whose float64
+sums are then recomputed exactly (``math.fsum``), so the figures equal a plain
+recomputation (:func:`offline_stats`) up to the final division, whatever the scales that
+enter and leave the window.
 
 Intervals. Split conformal on the most recent ``window`` absolute errors of all versions
 together (so a model swap keeps the calibration): with ``n`` errors and coverage ``c``,
@@ -52,11 +53,6 @@ UNSCORED_REASONS: Final = ("superseded", "no_actual", "overflow", "forgotten")
 
 #: An offline point: (model_version, forecast, actual, persistence, lower, upper).
 OfflinePoint = tuple[str, float, float, float, float | None, float | None]
-
-#: Unit roundoff of float64.
-_U: Final = 2.0**-53
-#: Largest tolerated relative rounding-error bound of a running sum before it is recomputed.
-_SUM_TOLERANCE: Final = 1e-12
 
 
 class ScoredPoint(NamedTuple):
@@ -143,40 +139,20 @@ def _stats(
 
 
 class _RunningSum:
-    """A float64 sum of the non-negative values in a ring buffer, kept up to date in O(1),
-    with a bound on its accumulated rounding error (``_U * bound``)."""
+    """The values of a ring buffer and their correctly rounded float64 sum."""
 
-    __slots__ = ("bound", "total", "values", "view")
+    __slots__ = ("total", "values", "view")
 
     def __init__(self, window: int) -> None:
         self.values = array("d", bytes(8 * window))
         self.view = np.frombuffer(self.values, dtype=np.float64)  # the same memory
         self.total = 0.0
-        self.bound = 0.0
-
-    def replace(self, slot: int, value: float) -> None:
-        total = self.total - self.values[slot]
-        bound = self.bound + abs(total)
-        total += value
-        self.total = total
-        self.bound = bound + abs(total)
-        self.values[slot] = value
 
     def replace_many(self, slots: npt.NDArray[np.int64], values: npt.NDArray[np.float64]) -> None:
-        """:meth:`replace` at distinct ``slots``, then the exact sum (one ``fsum`` per
-        batch is cheaper than a bound kept per value)."""
+        """Put ``values`` at distinct ``slots``, then sum exactly again (one ``fsum`` per
+        batch)."""
         self.view[slots] = values
-        self.recompute()
-
-    def recompute(self) -> None:
-        self.total = math.fsum(self.values)  # correctly rounded
-        self.bound = self.total
-
-    def settle(self) -> float:
-        """The sum, recomputed first if its error bound is above the tolerance."""
-        if _U * self.bound > _SUM_TOLERANCE * self.total:
-            self.recompute()
-        return self.total
+        self.total = math.fsum(self.values)
 
 
 class _VersionWindow:
@@ -192,7 +168,6 @@ class _VersionWindow:
         "n_intervals",
         "persistence_errors",
         "scored_total",
-        "since_exact",
         "squared_errors",
         "window",
     )
@@ -210,36 +185,9 @@ class _VersionWindow:
         self.scored_total = 0
         self.n_intervals = 0
         self.n_covered = 0
-        self.since_exact = 0
-
-    def add(
-        self, abs_error: float, squared_error: float, persistence_error: float, covered: int
-    ) -> None:
-        slot = self.head
-        old = self.coverage[slot]
-        if old >= 0:
-            self.n_intervals -= 1
-            self.n_covered -= old
-        if covered >= 0:
-            self.n_intervals += 1
-            self.n_covered += covered
-        self.coverage[slot] = covered
-        self.abs_errors.replace(slot, abs_error)
-        self.squared_errors.replace(slot, squared_error)
-        self.persistence_errors.replace(slot, persistence_error)
-        self.head = slot + 1 if slot + 1 < self.window else 0
-        if self.n < self.window:
-            self.n += 1
-        self.scored_total += 1
-        self.since_exact += 1
-        if self.since_exact >= self.window:
-            self.since_exact = 0
-            self.abs_errors.recompute()
-            self.squared_errors.recompute()
-            self.persistence_errors.recompute()
 
     def add_many(self, points: _Points) -> None:
-        """:meth:`add` of each of ``points`` in turn, vectorised."""
+        """Add ``points`` (all of this version), in order: the oldest in the window go."""
         k = len(points.abs_errors)
         kept = min(k, self.window)  # of more points than the window holds, the last ones
         slots = (self.head + np.arange(k - kept, k)) % self.window
@@ -257,15 +205,14 @@ class _VersionWindow:
         self.head = (self.head + k) % self.window
         self.n = min(self.n + k, self.window)
         self.scored_total += k
-        self.since_exact = 0
 
     def stats(self) -> VersionStats:
         return _stats(
             n=self.n,
             scored_total=self.scored_total,
-            sum_abs=self.abs_errors.settle(),
-            sum_squared=self.squared_errors.settle(),
-            sum_persistence=self.persistence_errors.settle(),
+            sum_abs=self.abs_errors.total,
+            sum_squared=self.squared_errors.total,
+            sum_persistence=self.persistence_errors.total,
             n_intervals=self.n_intervals,
             n_covered=self.n_covered,
         )
@@ -618,16 +565,10 @@ class OnlineScorer:
         if (taken := self._take(key, ts, actual)) is None:
             return None
         pending, actual = taken
-        error = actual - pending.forecast
-        covered = _covered(pending, actual)
-        self._record(
-            pending.model_version,
-            abs(error),
-            error * error,
-            abs(actual - pending.persistence),
-            covered,
-        )
-        return pending, actual, error, covered
+        point = _Points()
+        point.add(pending, actual)
+        self._record_many(point)
+        return pending, actual, actual - pending.forecast, point.covered[0]
 
     def _take(self, key: str, ts: int, actual: float) -> tuple[_Pending, float] | None:
         """Remove and return ``key``'s pending forecast with ``actual`` as a float, when
@@ -644,9 +585,10 @@ class OnlineScorer:
         return pending, actual
 
     def _record_many(self, points: _Points) -> None:
-        """:meth:`_record` of each of ``points`` in turn, vectorised per version. (Versions
-        are kept in the order of their last point, as one by one; with more than
-        ``max_versions`` versions in one batch, which are forgotten may differ.)"""
+        """Record ``points``, in order: per version, and the absolute errors the intervals
+        are calibrated on. (Versions are kept in the order of their last point; with more
+        than ``max_versions`` versions in one batch, which are forgotten may differ from
+        recording the points one by one.)"""
         k = len(points.versions)
         if not k:
             return
@@ -669,22 +611,6 @@ class OnlineScorer:
         else:
             self._versions.move_to_end(version)
         return window
-
-    def _record(
-        self,
-        version: str,
-        abs_error: float,
-        squared_error: float,
-        persistence_error: float,
-        covered: int,
-    ) -> None:
-        """Add a scored point; ``covered``: 1 or 0, or -1 without an interval."""
-        self._window_of(version).add(abs_error, squared_error, persistence_error, covered)
-        self._errors[self._errors_head] = abs_error
-        self._errors_head = (self._errors_head + 1) % self.window
-        if self._n_errors < self.window:
-            self._n_errors += 1
-        self._half_width_valid = False
 
     # -- per-version accuracy --------------------------------------------------------------
 

@@ -150,8 +150,8 @@ def test_skill_is_none_when_persistence_is_perfect_and_coverage_counts_only_inte
 
 
 def test_running_sums_stay_exact_when_a_huge_error_leaves_the_window() -> None:
-    # Window 4: the sums are recomputed at update 4 and 8; at 8 they hold 1e12 + 0.3, whose
-    # rounding (about 1e-4) would be most of the sum once 1e12 leaves at update 9.
+    # Window 4: at update 8 the sums hold 1e12 + 0.3; a sum kept by adding and subtracting
+    # would carry that rounding (about 1e-4) once 1e12 leaves at update 9.
     s = scorer(window=4)
     errors = [0.1] * 4 + [1e12] + [0.1] * 4
     points: list[OfflinePoint] = [("v", 0.0, e, 0.0, None, None) for e in errors]
@@ -163,8 +163,8 @@ def test_running_sums_stay_exact_when_a_huge_error_leaves_the_window() -> None:
 
 
 def test_sums_return_to_exact_zero() -> None:
-    # Window 4: recomputed exactly after update 4, then 0.1, 0.2 and 0.001 leave by running
-    # subtraction, which does not reach 0 in floating point; the figures must.
+    # Window 4: 0.1, 0.2 and 0.001 leave the window; subtracting them from a running sum
+    # would not reach 0 in floating point; the figures must.
     s = scorer(window=4)
     points: list[OfflinePoint] = [("v", 0.0, d, -d, None, None) for d in (0.1, 0.2, 0.001, 0.0)]
     points += [("v", 0.0, 0.0, 0.0, None, None)] * 3
