@@ -59,13 +59,14 @@ class BatchOutput:
 
 @dataclass
 class _Pending:
-    """The forecasts a batch is about to make, one list entry per forecast."""
+    """The forecasts a batch is about to make, one entry per forecast (the persistence
+    forecasts, checked and indexed as an array, stay one)."""
 
     keys: list[str]
     window_end_ts: list[int]
     forecast_ts: list[int]
     source_timestamp_ms: list[int]
-    persistence: list[float]
+    persistence: npt.NDArray[np.float64]
 
 
 class BatchProcessor:
@@ -213,7 +214,7 @@ class BatchProcessor:
             window_end_ts=end_ts.tolist(),
             forecast_ts=(end_ts + update.intervals).tolist(),
             source_timestamp_ms=[accepted[i].timestamp for i in which],
-            persistence=update.windows[:, -1, engine.target_index].tolist(),
+            persistence=update.windows[:, -1, engine.target_index].astype(np.float64),
         )
         return self._forecast(engine, pending, update.windows, actuals), changed
 
@@ -349,7 +350,7 @@ class BatchProcessor:
             [pending.keys[i] for i in which],
             [pending.forecast_ts[i] for i in which],
             values[scored],
-            np.asarray(pending.persistence)[scored],
+            pending.persistence[scored],
             engine.version,
             lower=None if lower is None else lower[scored],
             upper=None if upper is None else upper[scored],
