@@ -81,8 +81,15 @@ class BulkHistogram:
             self._sum += float(array.sum())
 
     def _fold(self) -> None:
-        held = self._held
-        self.observe_many([held.popleft() for _ in range(len(held))])
+        """Count the held values. Two threads may fold at once (a callback reaching
+        ``_FOLD_AT`` while a scrape collects): each value is popped by exactly one."""
+        held, values = self._held, []
+        try:
+            for _ in range(len(held)):
+                values.append(held.popleft())
+        except IndexError:  # the other fold took the rest
+            pass
+        self.observe_many(values)
 
     def describe(self) -> Iterator[Metric]:
         yield HistogramMetricFamily(self.name, self.documentation)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections import deque
 
 import pytest
 from hypothesis import given, settings
@@ -74,3 +75,25 @@ def test_serve_exports_the_input_wait_and_end_to_end_latency() -> None:
     assert registry.get_sample_value("sf_input_wait_seconds_bucket", {"le": "0.005"}) == 1
     assert registry.get_sample_value("sf_input_wait_seconds_bucket", {"le": "0.025"}) == 3
     assert registry.get_sample_value("sf_end_to_end_latency_seconds_count") == 1
+
+
+def test_two_folds_at_once_count_each_held_value_once() -> None:
+    """A scrape folding the held values while a callback folds them too (simulated: the
+    other fold runs in the middle of this one's pops)."""
+    registry = CollectorRegistry()
+    histogram = BulkHistogram("sf_z_seconds", "z", buckets=(1.0,), registry=registry)
+
+    class Interrupted(deque[float]):
+        pops = 0
+
+        def popleft(self) -> float:
+            Interrupted.pops += 1
+            if Interrupted.pops == 3:  # the other fold takes the rest first
+                histogram._held = deque()
+                other = [super(Interrupted, self).popleft() for _ in range(len(self))]
+                histogram.observe_many(other[1:])
+                return other[0]
+            return super().popleft()
+
+    histogram._held = Interrupted([0.5] * 10)
+    assert registry.get_sample_value("sf_z_seconds_count") == 10
