@@ -455,8 +455,8 @@ class ForecastService:
         next owner restores from it (the offsets then stay uncommitted: at least once)."""
         if self.in_flight is None or self._producer is None:
             return
-        with contextlib.suppress(KafkaError):
-            self._producer.flush(timeout=self.settings.kafka.request_timeout_ms / 1000)
+        with contextlib.suppress(PublishError):  # the checkpoint in flight will say so
+            self._flush(self._producer)
 
     def _commit(self, consumer: Any, checkpoint: CheckpointInFlight) -> None:
         """Commit the offsets of a checkpoint whose records are all acknowledged."""
