@@ -33,9 +33,9 @@ import numpy as np
 from benchmarks.broker import bench_bootstrap, bench_serve
 from benchmarks.inference import FEATURES, WINDOW
 from benchmarks.serve_metrics import buckets, quantile
-from stream_forecaster.messages import encode_reading
-from stream_forecaster.model import build_model
-from stream_forecaster.settings import Settings
+from stream_forecaster.model.network import build_model
+from stream_forecaster.settings.config import Settings
+from stream_forecaster.wire.readings import encode_reading
 
 KEYS, READINGS_PER_KEY, PARTITIONS = 1_000, 150, 3
 HALF_LOAD_S = 20.0
@@ -271,7 +271,7 @@ def _mean_value_size(bootstrap: str, topic: str) -> float:
 
 def _passthrough(settings: Settings, topic: str, total: int, value_bytes: float) -> float:
     """A bare consume-then-produce loop with serve's client settings: records/s."""
-    from stream_forecaster.kafka_io import make_consumer, make_producer
+    from stream_forecaster.kafka.clients import make_consumer, make_producer
 
     group = settings.model_copy(
         update={

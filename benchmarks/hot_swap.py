@@ -16,10 +16,10 @@ from collections.abc import Callable
 from benchmarks.broker import bench_bootstrap, bench_serve
 from benchmarks.inference import FEATURES, WINDOW, _bundle
 from benchmarks.serve_metrics import buckets, quantile
-from stream_forecaster.messages import encode_reading
-from stream_forecaster.model import build_model
-from stream_forecaster.model_topic import publish_bundle
-from stream_forecaster.settings import Settings
+from stream_forecaster.model.network import build_model
+from stream_forecaster.model.topic import publish_bundle
+from stream_forecaster.settings.config import Settings
+from stream_forecaster.wire.readings import encode_reading
 
 KEYS, RATE, PERIOD_S, SWAPS = 200, 400.0, 20.0, 3
 TARGET_RATIO = 2.0

@@ -5,7 +5,7 @@ Compares, at several batch sizes, forecasts per second of:
 - a plain eager ``model(x)`` call on the whole batch,
 - the Keras model in a ``tf.function`` compiled with XLA (the best TensorFlow offers here;
   the project's engine used it until ONNX Runtime measured faster),
-- the project's :class:`~stream_forecaster.engine.InferenceEngine` (what ``serve`` calls:
+- the project's :class:`~stream_forecaster.serving.engine.InferenceEngine` (what ``serve`` calls:
   scaling in and out around one ONNX Runtime call),
 and relates each to the machine's float32 matmul rate measured in the same run.
 """
@@ -19,10 +19,10 @@ from typing import Any
 
 import numpy as np
 
-from stream_forecaster.bundle import ModelBundle, TrainingInfo, utc_now_iso
-from stream_forecaster.engine import InferenceEngine
-from stream_forecaster.model import build_model, import_keras
-from stream_forecaster.scaling import Scaling
+from stream_forecaster.model.bundle import ModelBundle, TrainingInfo, utc_now_iso
+from stream_forecaster.model.network import build_model, import_keras
+from stream_forecaster.model.scaling import Scaling
+from stream_forecaster.serving.engine import InferenceEngine
 
 WINDOW = 24
 FEATURES = 8

@@ -2,7 +2,7 @@
 
 Each size runs in a fresh Python process (``python -m benchmarks.memory --keys N``) that
 holds exactly what a forecaster holds per key: ``serve``'s own pipeline
-(:class:`~stream_forecaster.pipeline.BatchProcessor`) with an ONNX Runtime engine, window
+(:class:`~stream_forecaster.serving.pipeline.BatchProcessor`) with an ONNX Runtime engine, window
 24 x 8 features. Every key gets a full window (loaded as a changelog snapshot, the restore
 path) and then one reading through ``process()``, so that each key also has a forecast
 pending its actual value (online scoring) and its partition recorded. The resident set
@@ -44,12 +44,12 @@ def _measure(keys: int, bundle_path: Path, progress: Callable[[str], None]) -> d
     """Fill a BatchProcessor with ``keys`` active keys; RSS before and after (this process)."""
     from prometheus_client import CollectorRegistry
 
-    from stream_forecaster.bundle import ModelBundle
-    from stream_forecaster.engine import InferenceEngine
-    from stream_forecaster.messages import encode_reading
-    from stream_forecaster.metrics import ServiceMetrics
-    from stream_forecaster.pipeline import BatchProcessor
-    from stream_forecaster.settings import Settings
+    from stream_forecaster.model.bundle import ModelBundle
+    from stream_forecaster.monitoring.metrics import ServiceMetrics
+    from stream_forecaster.serving.engine import InferenceEngine
+    from stream_forecaster.serving.pipeline import BatchProcessor
+    from stream_forecaster.settings.config import Settings
+    from stream_forecaster.wire.readings import encode_reading
     from tests.reference import Record
 
     bundle = ModelBundle.load(bundle_path)
@@ -101,7 +101,7 @@ def _measure(keys: int, bundle_path: Path, progress: Callable[[str], None]) -> d
 def run(report: Callable[[str], None] = print) -> str:
     """Measure each size in its own process; return the Markdown section."""
     from benchmarks.inference import FEATURES, WINDOW, _bundle
-    from stream_forecaster.model import build_model
+    from stream_forecaster.model.network import build_model
 
     work = Path(tempfile.mkdtemp(prefix="sf-bench-memory-"))
     bundle_path = _bundle(build_model(WINDOW, FEATURES, compile_model=False)).save(work)

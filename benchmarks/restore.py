@@ -5,8 +5,8 @@ Runs on the real local broker (started here with ``deploy/kafka/kafka-local`` on
 ports, or the cluster named by ``SF_BENCH_BOOTSTRAP``). The changelog is filled with real
 snapshots (window 24, 8 features, 884 bytes each), committed in transactions as
 ``exactly_once`` writes them. The restore is the code path ``serve`` runs on assignment:
-:class:`~stream_forecaster.changelog.ChangelogReader` then
-:meth:`~stream_forecaster.pipeline.BatchProcessor.load_windows`. The baseline in the same
+:class:`~stream_forecaster.state.changelog.ChangelogReader` then
+:meth:`~stream_forecaster.serving.pipeline.BatchProcessor.load_windows`. The baseline in the same
 run is a plain kafka-python consumer reading the same records without decoding them: the
 client's ceiling.
 """
@@ -22,13 +22,13 @@ from prometheus_client import CollectorRegistry
 
 from benchmarks.broker import bench_bootstrap
 from benchmarks.inference import FEATURES, WINDOW, _bundle
-from stream_forecaster.changelog import ChangelogReader, ensure_changelog_topic
-from stream_forecaster.engine import InferenceEngine
-from stream_forecaster.metrics import ServiceMetrics
-from stream_forecaster.model import build_model
-from stream_forecaster.pipeline import BatchProcessor
-from stream_forecaster.settings import Settings
-from stream_forecaster.windows import WindowStore
+from stream_forecaster.model.network import build_model
+from stream_forecaster.monitoring.metrics import ServiceMetrics
+from stream_forecaster.serving.engine import InferenceEngine
+from stream_forecaster.serving.pipeline import BatchProcessor
+from stream_forecaster.settings.config import Settings
+from stream_forecaster.state.changelog import ChangelogReader, ensure_changelog_topic
+from stream_forecaster.state.windows import WindowStore
 
 PARTITIONS = 6
 TARGET_S = 10.0

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from stream_forecaster.bundle import ModelBundle, TrainingInfo
-from stream_forecaster.model import build_model, import_keras
-from stream_forecaster.scaling import Scaling
+from stream_forecaster.model.bundle import ModelBundle, TrainingInfo
+from stream_forecaster.model.network import build_model, import_keras
+from stream_forecaster.model.scaling import Scaling
 
 FEATURES = ("t", "rh", "p")
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from stream_forecaster.data.samples import BEIJING_CSV
 from tests.kafka_broker import LocalBroker, create_topic
 
 
@@ -46,7 +47,7 @@ def new_topic(kafka_bootstrap: str, request: pytest.FixtureRequest) -> Callable[
 
 @pytest.fixture(scope="session")
 def beijing_csv() -> Path:
-    return Path(__file__).resolve().parents[1] / "examples" / "data" / "beijing_pm25_hourly.csv"
+    return BEIJING_CSV
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,7 @@ by the structural tests (test_deploy_manifests.py, test_prometheus_rules.py) and
 Prometheus test (test_monitoring_live.py).
 
 Everything about the exported metrics is read from the metrics classes of
-``stream_forecaster.metrics`` (:data:`EXPORTERS`: :class:`ServiceMetrics` for ``serve``,
+``stream_forecaster.monitoring.metrics`` (:data:`EXPORTERS`: :class:`ServiceMetrics` for ``serve``,
 :class:`RetrainMetrics` for ``retrain``) on a fresh registry, never listed by hand, so that a
 metric added to metrics.py is checked at once.
 """
@@ -21,8 +21,8 @@ from typing import Any
 import yaml
 from prometheus_client import CollectorRegistry
 
-from stream_forecaster import metrics as metrics_module
-from stream_forecaster.metrics import RetrainMetrics, ServiceMetrics
+from stream_forecaster.monitoring import metrics as metrics_module
+from stream_forecaster.monitoring.metrics import RetrainMetrics, ServiceMetrics
 
 REPO = Path(__file__).resolve().parents[1]
 GRAFANA = REPO / "deploy" / "grafana"
@@ -31,7 +31,7 @@ DATASOURCES = GRAFANA / "provisioning" / "datasources" / "prometheus.yml"
 ALERTS = REPO / "deploy" / "prometheus" / "alerts.yml"
 
 #: The metrics class of each process that serves /metrics (a CLI command). Every
-#: ``...Metrics`` class of stream_forecaster.metrics must be here (a test checks it).
+#: ``...Metrics`` class of stream_forecaster.monitoring.metrics must be here (a test checks it).
 EXPORTERS: dict[str, type[ServiceMetrics] | type[RetrainMetrics]] = {
     "serve": ServiceMetrics,
     "retrain": RetrainMetrics,
@@ -56,7 +56,7 @@ GRAFANA_TEST_VALUES = {
 
 
 def metrics_classes() -> set[type]:
-    """Every metrics class that stream_forecaster.metrics defines (``...Metrics``)."""
+    """Every metrics class that stream_forecaster.monitoring.metrics defines (``...Metrics``)."""
     return {
         cls
         for name, cls in inspect.getmembers(metrics_module, inspect.isclass)

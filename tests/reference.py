@@ -8,11 +8,11 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry
 
-from stream_forecaster.bundle import ModelBundle
-from stream_forecaster.engine import InferenceEngine
-from stream_forecaster.metrics import ServiceMetrics
-from stream_forecaster.pipeline import BatchProcessor
-from stream_forecaster.settings import Settings
+from stream_forecaster.model.bundle import ModelBundle
+from stream_forecaster.monitoring.metrics import ServiceMetrics
+from stream_forecaster.serving.engine import InferenceEngine
+from stream_forecaster.serving.pipeline import BatchProcessor
+from stream_forecaster.settings.config import Settings
 
 
 @dataclass(frozen=True)

@@ -10,15 +10,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stream_forecaster.bundle import (
+from stream_forecaster.model.bundle import (
     BundleChecksumError,
     BundleError,
     ModelBundle,
     TrainingInfo,
     resolve_bundle,
 )
-from stream_forecaster.model import build_model
-from stream_forecaster.scaling import Scaling
+from stream_forecaster.model.network import build_model
+from stream_forecaster.model.scaling import Scaling
 
 FEATURES = ("pm2.5", "DEWP", "TEMP", "PRES", "cbwd", "Iws", "Is", "Ir")
 

@@ -9,8 +9,12 @@ from collections.abc import Callable, Iterator
 import pytest
 from kafka import KafkaProducer
 
-from stream_forecaster.changelog import ChangelogError, ChangelogReader, ensure_changelog_topic
-from stream_forecaster.settings import Settings
+from stream_forecaster.settings.config import Settings
+from stream_forecaster.state.changelog import (
+    ChangelogError,
+    ChangelogReader,
+    ensure_changelog_topic,
+)
 
 pytestmark = pytest.mark.kafka
 

@@ -6,9 +6,9 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from stream_forecaster.checkpoint import CheckpointInFlight, PendingCheckpoint, PublishError
-from stream_forecaster.pipeline import BatchOutput
-from stream_forecaster.records import OutputRecord
+from stream_forecaster.serving.checkpoint import CheckpointInFlight, PendingCheckpoint, PublishError
+from stream_forecaster.serving.pipeline import BatchOutput
+from stream_forecaster.wire.records import OutputRecord
 
 
 @dataclass

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from stream_forecaster.bundle import ModelBundle
+from stream_forecaster.model.bundle import ModelBundle
 
 BEIJING_FEATURES = "pm2.5,DEWP,TEMP,PRES,cbwd,Iws,Is,Ir"
 
@@ -241,8 +241,8 @@ def _model_records(bootstrap: str, topic: str) -> list[Any]:
 def test_models_list_promote_and_rollback(
     kafka_bootstrap: str, new_topic: Callable[..., str], tmp_path: Path
 ) -> None:
-    from stream_forecaster.registry import Registry
-    from stream_forecaster.signing import sign, verify
+    from stream_forecaster.model.registry import Registry
+    from stream_forecaster.model.signing import sign, verify
     from tests.bundles import untrained_bundle
 
     v1, v2, v3 = (untrained_bundle(seed=s, created_at=f"2026-04-0{s}T00:00:00Z") for s in (1, 2, 3))
@@ -345,7 +345,7 @@ def test_models_on_an_empty_registry(tmp_path: Path) -> None:
 
 
 def test_models_promote_without_kafka_changes_nothing(tmp_path: Path) -> None:
-    from stream_forecaster.registry import Registry
+    from stream_forecaster.model.registry import Registry
     from tests.bundles import untrained_bundle
     from tests.kafka_broker import free_port
 

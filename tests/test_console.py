@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from stream_forecaster.console import (
+from stream_forecaster.monitoring.console import (
     INFERENCE,
     LATENCY,
     Frame,
@@ -39,9 +39,9 @@ from stream_forecaster.console import (
     scrape,
     summarize,
 )
-from stream_forecaster.messages import Forecast, encode_reading
-from stream_forecaster.metrics import ServiceMetrics
-from stream_forecaster.settings import KafkaSettings, Settings, TopicsSettings
+from stream_forecaster.monitoring.metrics import ServiceMetrics
+from stream_forecaster.settings.config import KafkaSettings, Settings, TopicsSettings
+from stream_forecaster.wire.readings import Forecast, encode_reading
 from tests.bundles import untrained_bundle
 from tests.kafka_broker import free_port
 from tests.serve_process import ServeProcess

@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stream_forecaster.dataset import (
+from stream_forecaster.data.samples import BEIJING_CSV, SAMPLES_DIR
+from stream_forecaster.data.tables import (
     DataError,
     TableSpec,
     guess_time_columns,
@@ -156,7 +157,7 @@ def test_guess_time_columns() -> None:
 
 
 def test_reads_the_real_beijing_file() -> None:
-    path = Path(__file__).parents[1] / "examples" / "data" / "beijing_pm25_hourly.csv"
+    path = BEIJING_CSV
     features = ("pm2.5", "DEWP", "TEMP", "PRES", "cbwd", "Iws", "Is", "Ir")
     table = read_table(
         path,
@@ -178,7 +179,7 @@ def test_bundled_data_matches_its_provenance_note() -> None:
     import hashlib
     import re
 
-    folder = Path(__file__).parents[1] / "examples" / "data"
+    folder = SAMPLES_DIR
     note = (folder / "README.md").read_text()
     recorded = dict(re.findall(r"## (\S+)\n(?:.*\n)*?- sha256 ([0-9a-f]{64})", note))
     assert set(recorded) == {"beijing_pm25_hourly.csv", "energy_appliances_10min.csv.xz"}

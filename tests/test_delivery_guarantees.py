@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from stream_forecaster.messages import encode_reading
+from stream_forecaster.wire.readings import encode_reading
 from tests.bundles import untrained_bundle
 from tests.kafka_broker import committed_offsets, consume, produce_paced, wait_all_committed
 from tests.serve_process import ServeProcess

@@ -27,8 +27,8 @@ import pytest
 import yaml
 from pydantic import BaseModel
 
-from stream_forecaster.cli import build_parser
-from stream_forecaster.settings import (
+from stream_forecaster.cli.main import build_parser
+from stream_forecaster.settings.config import (
     CONFIG_FILE_ENV,
     ENV_NESTED_DELIMITER,
     ENV_PREFIX,

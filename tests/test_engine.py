@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from stream_forecaster.bundle import BundleError
-from stream_forecaster.engine import InferenceEngine
+from stream_forecaster.model.bundle import BundleError
+from stream_forecaster.serving.engine import InferenceEngine
 from tests.bundles import untrained_bundle
 
 

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from stream_forecaster.bundle import ModelBundle
-from stream_forecaster.messages import encode_reading
+from stream_forecaster.model.bundle import ModelBundle
+from stream_forecaster.wire.readings import encode_reading
 from tests.bundles import untrained_bundle
 from tests.kafka_broker import (
     LocalBroker,

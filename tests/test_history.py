@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from stream_forecaster.dataset import make_windows
-from stream_forecaster.history import History
+from stream_forecaster.data.tables import make_windows
+from stream_forecaster.retraining.history import History
 
 MIN = 60_000
 

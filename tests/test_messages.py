@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from stream_forecaster.messages import (
+from stream_forecaster.wire.readings import (
     INVALID_REASONS,
     Forecast,
     InvalidRecord,

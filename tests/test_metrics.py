@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, Histogram
 
-from stream_forecaster.metrics import LATENCY_BUCKETS, BulkHistogram, ServiceMetrics
+from stream_forecaster.monitoring.metrics import LATENCY_BUCKETS, BulkHistogram, ServiceMetrics
 
 
 def samples(registry: CollectorRegistry) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

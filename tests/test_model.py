@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from stream_forecaster.model import build_model, parameter_count
+from stream_forecaster.model.network import build_model, parameter_count
 
 
 def test_eight_features_give_exactly_11851_parameters() -> None:

@@ -13,16 +13,16 @@ import pytest
 from kafka import KafkaAdminClient, KafkaProducer
 from kafka.admin import ConfigResource, ConfigResourceType
 
-from stream_forecaster.bundle import ModelBundle
-from stream_forecaster.model_topic import (
+from stream_forecaster.model.bundle import ModelBundle
+from stream_forecaster.model.signing import sign
+from stream_forecaster.model.topic import (
     SIGNATURE_HEADER,
     VERSION_HEADER,
     ModelFollower,
     ensure_model_topic,
     publish_bundle,
 )
-from stream_forecaster.settings import Settings
-from stream_forecaster.signing import sign
+from stream_forecaster.settings.config import Settings
 from tests.bundles import untrained_bundle
 
 pytestmark = pytest.mark.kafka

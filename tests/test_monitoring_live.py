@@ -42,7 +42,7 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from stream_forecaster.messages import encode_reading
+from stream_forecaster.wire.readings import encode_reading
 from tests.bundles import untrained_bundle
 from tests.kafka_broker import free_port, produce
 from tests.monitoring import (

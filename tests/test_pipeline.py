@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
 
-from stream_forecaster.engine import InferenceEngine
-from stream_forecaster.messages import encode_reading
-from stream_forecaster.metrics import ServiceMetrics
-from stream_forecaster.pipeline import BatchProcessor
-from stream_forecaster.settings import Settings
+from stream_forecaster.monitoring.metrics import ServiceMetrics
+from stream_forecaster.serving.engine import InferenceEngine
+from stream_forecaster.serving.pipeline import BatchProcessor
+from stream_forecaster.settings.config import Settings
+from stream_forecaster.wire.readings import encode_reading
 from tests.bundles import untrained_bundle
 from tests.reference import Record
 

@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
 
-from stream_forecaster.bundle import BundleError, ModelBundle
-from stream_forecaster.metrics import ServiceMetrics
-from stream_forecaster.model_source import ModelSource
-from stream_forecaster.registry import MANIFEST_NAME, Entry, Registry, RegistryError
-from stream_forecaster.settings import ModelSettings
-from stream_forecaster.signing import sign
+from stream_forecaster.model.bundle import BundleError, ModelBundle
+from stream_forecaster.model.folder import ModelSource
+from stream_forecaster.model.registry import MANIFEST_NAME, Entry, Registry, RegistryError
+from stream_forecaster.model.signing import sign
+from stream_forecaster.monitoring.metrics import ServiceMetrics
+from stream_forecaster.settings.config import ModelSettings
 from tests.bundles import untrained_bundle
 
 SECRET = "registry-test-secret"

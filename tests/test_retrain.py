@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
 
-from stream_forecaster.metrics import RetrainMetrics
-from stream_forecaster.registry import Registry
-from stream_forecaster.retrain import RetrainWorker, gate
-from stream_forecaster.settings import Settings
-from stream_forecaster.training import Errors, TrainOptions, fit, split_by_time
+from stream_forecaster.model.registry import Registry
+from stream_forecaster.monitoring.metrics import RetrainMetrics
+from stream_forecaster.retraining.worker import RetrainWorker, gate
+from stream_forecaster.settings.config import Settings
+from stream_forecaster.training.fit import Errors, TrainOptions, fit, split_by_time
 from tests.test_retraining import FEATURES, beijing_readings
 
 WINDOW = 12

@@ -20,9 +20,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from stream_forecaster.messages import encode_reading
-from stream_forecaster.registry import Registry
-from stream_forecaster.scoring import offline_stats
+from stream_forecaster.model.registry import Registry
+from stream_forecaster.scoring.online import offline_stats
+from stream_forecaster.wire.readings import encode_reading
 from tests.kafka_broker import consume, free_port, produce, produce_paced
 from tests.serve_process import ServeProcess
 

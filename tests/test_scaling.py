@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from stream_forecaster.engine import InferenceEngine
-from stream_forecaster.scaling import Scaling
+from stream_forecaster.model.scaling import Scaling
+from stream_forecaster.serving.engine import InferenceEngine
 from tests.bundles import untrained_bundle
 
 

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stream_forecaster.scoring import (
+from stream_forecaster.scoring.online import (
     UNSCORED_REASONS,
     OfflinePoint,
     OnlineScorer,
@@ -516,7 +516,7 @@ def test_bad_forecasts_are_refused(
 
 
 def test_from_settings_uses_the_scoring_section() -> None:
-    from stream_forecaster.settings import ScoringSettings
+    from stream_forecaster.settings.config import ScoringSettings
 
     s = OnlineScorer.from_settings(ScoringSettings(window=50, coverage=0.8, min_errors=7))
     assert (s.window, s.coverage, s.min_errors) == (50, 0.8, 7)

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from stream_forecaster.bundle import ModelBundle
-from stream_forecaster.messages import encode_reading
+from stream_forecaster.model.bundle import ModelBundle
+from stream_forecaster.wire.readings import encode_reading
 from tests.bundles import untrained_bundle
 from tests.kafka_broker import consume, produce
 from tests.serve_process import ServeProcess, forecasts

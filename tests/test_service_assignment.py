@@ -5,8 +5,8 @@ from __future__ import annotations
 from kafka import TopicPartition
 from prometheus_client import CollectorRegistry
 
-from stream_forecaster.metrics import ServiceMetrics
-from stream_forecaster.service import _Assignment
+from stream_forecaster.monitoring.metrics import ServiceMetrics
+from stream_forecaster.serving.service import _Assignment
 
 
 def test_assign_and_revoke_track_partitions_and_lag_series() -> None:

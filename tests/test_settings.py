@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from stream_forecaster.settings import ConfigError, Settings, load_settings
+from stream_forecaster.settings.config import ConfigError, Settings, load_settings
 
 
 @pytest.fixture(autouse=True)

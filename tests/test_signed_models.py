@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from stream_forecaster.model_topic import publish_bundle
-from stream_forecaster.registry import Registry
-from stream_forecaster.settings import Settings
-from stream_forecaster.signing import sign
+from stream_forecaster.model.registry import Registry
+from stream_forecaster.model.signing import sign
+from stream_forecaster.model.topic import publish_bundle
+from stream_forecaster.settings.config import Settings
 from tests.bundles import untrained_bundle
 from tests.serve_process import ServeProcess
 

@@ -7,8 +7,8 @@ import hmac
 
 import pytest
 
-from stream_forecaster.bundle import BundleError
-from stream_forecaster.signing import SignatureError, sign, verify
+from stream_forecaster.model.bundle import BundleError
+from stream_forecaster.model.signing import SignatureError, sign, verify
 
 DATA = b"SFBUNDLE/1 sha256=... pretend bundle bytes \x00\x01\x02"
 SECRET = "s3cret-shared-by-retrain-and-serve"

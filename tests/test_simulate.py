@@ -16,21 +16,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stream_forecaster import simulate
-from stream_forecaster.bundle import BundleManifest, ModelBundle, TrainingInfo
-from stream_forecaster.messages import (
-    INVALID_REASONS,
-    InvalidRecord,
-    check_features,
-    decode_reading,
-    encode_reading,
-)
-from stream_forecaster.scaling import Scaling
-from stream_forecaster.settings import ConfigError, KafkaSettings, ModelSettings, Settings
-from stream_forecaster.simulate import (
-    BEIJING_FEATURES,
-    ENERGY_CSV,
-    ENERGY_FEATURES,
+from stream_forecaster.data.samples import BEIJING_FEATURES, ENERGY_CSV, ENERGY_FEATURES
+from stream_forecaster.model.bundle import BundleManifest, ModelBundle, TrainingInfo
+from stream_forecaster.model.scaling import Scaling
+from stream_forecaster.settings.config import ConfigError, KafkaSettings, ModelSettings, Settings
+from stream_forecaster.simulate import replay as simulate
+from stream_forecaster.simulate.replay import (
     MALFORMED_KINDS,
     Pacer,
     is_malformed,
@@ -38,6 +29,13 @@ from stream_forecaster.simulate import (
     malformed_record,
     readings,
     timestamp_shift,
+)
+from stream_forecaster.wire.readings import (
+    INVALID_REASONS,
+    InvalidRecord,
+    check_features,
+    decode_reading,
+    encode_reading,
 )
 from tests.kafka_broker import consume
 

@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stream_forecaster import windows as windows_module
-from stream_forecaster.windows import (
+from stream_forecaster.state import windows as windows_module
+from stream_forecaster.state.windows import (
     _SNAPSHOT_HEAD,
     GAP_ACTIONS,
     OUTCOMES,

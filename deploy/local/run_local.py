@@ -28,7 +28,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 KAFKA_LOCAL = REPO / "deploy" / "kafka" / "kafka-local"
-BEIJING = REPO / "examples" / "data" / "beijing_pm25_hourly.csv"
+BEIJING = REPO / "stream_forecaster" / "data" / "samples" / "beijing_pm25_hourly.csv"
 CLI = [sys.executable, "-m", "stream_forecaster"]
 FEATURES = "pm2.5,DEWP,TEMP,PRES,cbwd,Iws,Is,Ir"
 
@@ -60,7 +60,7 @@ def ensure_topics(env: dict[str, str]) -> None:
     from kafka.errors import TopicAlreadyExistsError
 
     os.environ.update(env)
-    from stream_forecaster.settings import load_settings
+    from stream_forecaster.settings.config import load_settings
 
     settings = load_settings()
     wanted = {settings.topics.input: 3, settings.topics.output: 3, settings.topics.dead_letter: 1}

@@ -1,0 +1,152 @@
+"""Where ``serve`` gets its model from disk: a bundle file, or a registry folder.
+
+``SF_MODEL__PATH`` names a bundle file, or a folder. A folder with a ``registry.json``
+(see :mod:`stream_forecaster.model.registry`) serves its ``current`` version; a folder without
+one (a deployment from before the registry) serves its newest ``*.sfmodel`` file.
+
+The source is checked at start-up and then every ``model_poll_s`` seconds; a new or
+changed bundle is loaded, verified and, if it fits the configured features, returned
+for the service to swap in between batches. When ``SF_MODEL__SIGNING_SECRET`` is set, the
+bundle must carry a valid HMAC-SHA256 signature: the one recorded in ``registry.json``,
+or else a sidecar file ``<bundle file>.sig``. A bundle that fails to load (unsigned,
+forged, damaged, incompatible) is logged and counted, and the current model stays.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+from stream_forecaster.model.bundle import BundleError, ModelBundle, resolve_bundle
+from stream_forecaster.model.registry import MANIFEST_NAME, Registry, RegistryError
+from stream_forecaster.model.signing import SignatureError, verify
+from stream_forecaster.monitoring.metrics import ServiceMetrics
+from stream_forecaster.settings.config import ModelSettings
+
+log = logging.getLogger(__name__)
+
+SIGNATURE_SUFFIX = ".sig"
+
+
+class _Incompatible(BundleError):
+    """The bundle is valid but does not fit the configured features/target/window."""
+
+
+class ModelSource:
+    """Finds and loads model bundles for serving.
+
+    Args:
+        settings: the model settings (path, signing secret, and the
+            features/target/window to insist on).
+        metrics: counts load failures (``sf_model_load_failures``).
+        on_reject: optionally told of each rejected bundle, as ``(reason, detail)`` with
+            reason ``unsigned``, ``forged``, ``damaged`` or ``incompatible``.
+    """
+
+    def __init__(
+        self,
+        settings: ModelSettings,
+        metrics: ServiceMetrics,
+        on_reject: Callable[[str, str], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.on_reject = on_reject
+        secret = settings.signing_secret
+        self._secret = secret.get_secret_value() if secret is not None else None
+        self._seen: tuple[Path, int, int, str | None] | None = None
+        self._reported_missing = False
+
+    def poll(self) -> ModelBundle | None:
+        """A bundle not returned before, or ``None`` when nothing new (or nothing valid)."""
+        try:
+            path, signature = self._locate()
+            stat = path.stat()
+        except (BundleError, RegistryError, OSError) as exc:
+            if not self._reported_missing:
+                log.warning("no model yet: %s; forecasts start once one arrives", exc)
+                self._reported_missing = True
+            return None
+        identity = (path, stat.st_mtime_ns, stat.st_size, signature)
+        if identity == self._seen:
+            return None
+        self._seen = identity
+        try:
+            try:
+                data = path.read_bytes()
+            except OSError as exc:
+                raise BundleError(f"cannot read model bundle {path}: {exc.strerror}") from None
+            verify(data, signature, self._secret)
+            bundle = ModelBundle.from_bytes(data, source=str(path))
+            self.check_fits(bundle)
+        except BundleError as exc:
+            self._rejected(path, exc)
+            return None
+        self._reported_missing = False
+        log.info(
+            "loaded model %s (%s) from %s%s: features %s, target %s, window %d",
+            bundle.version,
+            bundle.manifest.name,
+            path,
+            ", signature verified" if self._secret else "",
+            list(bundle.manifest.features),
+            bundle.manifest.target,
+            bundle.manifest.window,
+        )
+        return bundle
+
+    def _locate(self) -> tuple[Path, str | None]:
+        """The bundle file to serve and the signature that comes with it."""
+        folder = self.settings.path
+        if folder.is_dir() and (folder / MANIFEST_NAME).is_file():
+            registry = Registry(folder)
+            entry = registry.current()
+            if entry is None:
+                raise BundleError(
+                    f"registry {folder / MANIFEST_NAME} has no current version yet "
+                    f"(versions: {', '.join(e.version for e in registry.entries()) or 'none'})"
+                )
+            path = folder / entry.file
+            return path, entry.signature or _sidecar_signature(path)
+        path = resolve_bundle(folder)
+        return path, _sidecar_signature(path)
+
+    def _rejected(self, path: Path, exc: BundleError) -> None:
+        self.metrics.model_load_failures.inc()
+        reason: str
+        if isinstance(exc, SignatureError):
+            reason = exc.reason
+        elif isinstance(exc, _Incompatible):
+            reason = "incompatible"
+        else:
+            reason = "damaged"
+        log.error("cannot serve model bundle %s (%s): %s", path, reason, exc)
+        if self.on_reject is not None:
+            self.on_reject(reason, f"{path}: {exc}")
+
+    def check_fits(self, bundle: ModelBundle) -> None:
+        m, s = bundle.manifest, self.settings
+        if s.features is not None and list(m.features) != s.features:
+            raise _Incompatible(
+                f"SF_MODEL__FEATURES is {s.features}, but model {m.version} reads "
+                f"{list(m.features)}"
+            )
+        if s.target is not None and m.target != s.target:
+            raise _Incompatible(
+                f"SF_MODEL__TARGET is {s.target!r}, but model {m.version} forecasts {m.target!r}"
+            )
+        if "window" in s.model_fields_set and m.window != s.window:
+            raise _Incompatible(
+                f"SF_MODEL__WINDOW is {s.window}, but model {m.version} has window {m.window}"
+            )
+
+
+def _sidecar_signature(path: Path) -> str | None:
+    """The signature in ``<path>.sig`` (hex, surrounding whitespace ignored), if any."""
+    sidecar = path.with_name(path.name + SIGNATURE_SUFFIX)
+    try:
+        text = sidecar.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return text or None

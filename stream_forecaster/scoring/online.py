@@ -1,0 +1,707 @@
+"""Online accuracy of the served forecasts, and conformal prediction intervals.
+
+Pure logic: no Kafka, no Prometheus; ``serve`` exports these numbers as metrics.
+
+Scoring. Every published forecast is held (:meth:`OnlineScorer.expect`) until the actual
+value for its time arrives (:meth:`OnlineScorer.observe`); it is then scored against the
+actual, and so is persistence (the target's last value, at the window's end) on the same
+point. Forecasts are one step ahead, so a key has at most one pending forecast: a newer
+one replaces it. A forecast that is never scored is counted by reason
+(:data:`UNSCORED_REASONS`):
+
+- ``superseded``: a forecast for a later time of the same key came first;
+- ``no_actual``: a reading past its time came first (a gap), or the reading for its time
+  had no usable target value (NaN or infinity);
+- ``overflow``: more than ``max_pending`` keys had a pending forecast; the oldest went;
+- ``forgotten``: the caller dropped it (:meth:`OnlineScorer.forget`: key evicted, or its
+  partition revoked).
+
+Per model version, the last ``window`` scored points give MAE, RMSE, persistence's MAE on
+the same points, skill (``1 - MAE / persistence MAE``) and the observed interval coverage.
+Scored points are recorded a batch at a time (the readings of a poll; one point for
+:meth:`OnlineScorer.observe`): written into each version's ring buffers, whose float64
+sums are then recomputed exactly (``math.fsum``), so the figures equal a plain
+recomputation (:func:`offline_stats`) up to the final division, whatever the scales that
+enter and leave the window.
+
+Intervals. Split conformal on the most recent ``window`` absolute errors of all versions
+together (so a model swap keeps the calibration): with ``n`` errors and coverage ``c``,
+the half-width ``q`` is the ``ceil((n + 1) * c)``-th smallest error (at most the ``n``-th),
+and the interval ``(forecast - q, forecast + q)``; none until ``min_errors`` errors. ``q``
+is computed once per new error, not per forecast.
+
+Not thread-safe: one scorer belongs to one processing loop.
+"""
+
+from __future__ import annotations
+
+import math
+from array import array
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Final, NamedTuple
+
+import numpy as np
+import numpy.typing as npt
+
+if TYPE_CHECKING:
+    from stream_forecaster.settings.config import ScoringSettings
+
+#: Why a forecast was not scored; every key of :attr:`OnlineScorer.unscored`.
+UNSCORED_REASONS: Final = ("superseded", "no_actual", "overflow", "forgotten")
+
+#: An offline point: (model_version, forecast, actual, persistence, lower, upper).
+OfflinePoint = tuple[str, float, float, float, float | None, float | None]
+
+
+class ScoredPoint(NamedTuple):
+    """One forecast scored against its actual (a named tuple: cheap to make, one per
+    scored reading).
+
+    Args:
+        key: the series key.
+        ts: the time the forecast was for, epoch milliseconds.
+        model_version: the version of the model that made it.
+        forecast: the forecast.
+        actual: the target's value at ``ts``.
+        persistence: the naive forecast (the target's value at the window's end).
+        lower: the interval's lower bound, or None when it had none.
+        upper: the interval's upper bound, or None when it had none.
+        abs_error: ``|actual - forecast|``.
+        squared_error: ``(actual - forecast) ** 2``.
+        persistence_abs_error: ``|actual - persistence|``.
+        covered: ``lower <= actual <= upper``; None without an interval.
+    """
+
+    key: str
+    ts: int
+    model_version: str
+    forecast: float
+    actual: float
+    persistence: float
+    lower: float | None
+    upper: float | None
+    abs_error: float
+    squared_error: float
+    persistence_abs_error: float
+    covered: bool | None
+
+
+@dataclass(frozen=True)
+class VersionStats:
+    """Accuracy of one model version over its last ``window`` scored points.
+
+    Args:
+        n: scored points in the window (at most ``window``).
+        scored_total: points scored for this version since it was first (or again) seen.
+        mae: mean absolute error.
+        rmse: root mean squared error.
+        persistence_mae: persistence's mean absolute error on the same points.
+        skill: ``1 - mae / persistence_mae``; None when ``persistence_mae`` is 0.
+        coverage: share of the points with an interval whose actual was inside it; None
+            when no point in the window had an interval.
+        n_intervals: points in the window that had an interval.
+    """
+
+    n: int
+    scored_total: int
+    mae: float
+    rmse: float
+    persistence_mae: float
+    skill: float | None
+    coverage: float | None
+    n_intervals: int
+
+
+def _stats(
+    *,
+    n: int,
+    scored_total: int,
+    sum_abs: float,
+    sum_squared: float,
+    sum_persistence: float,
+    n_intervals: int,
+    n_covered: int,
+) -> VersionStats:
+    mae = sum_abs / n
+    persistence_mae = sum_persistence / n
+    return VersionStats(
+        n=n,
+        scored_total=scored_total,
+        mae=mae,
+        rmse=math.sqrt(sum_squared / n),
+        persistence_mae=persistence_mae,
+        skill=None if persistence_mae == 0 else 1.0 - mae / persistence_mae,
+        coverage=n_covered / n_intervals if n_intervals else None,
+        n_intervals=n_intervals,
+    )
+
+
+class _RunningSum:
+    """The values of a ring buffer and their correctly rounded float64 sum."""
+
+    __slots__ = ("total", "values", "view")
+
+    def __init__(self, window: int) -> None:
+        self.values = array("d", bytes(8 * window))
+        self.view = np.frombuffer(self.values, dtype=np.float64)  # the same memory
+        self.total = 0.0
+
+    def replace_many(self, slots: npt.NDArray[np.int64], values: npt.NDArray[np.float64]) -> None:
+        """Put ``values`` at distinct ``slots``, then sum exactly again (one ``fsum`` per
+        batch)."""
+        self.view[slots] = values
+        self.total = math.fsum(self.values)
+
+
+class _VersionWindow:
+    """The last ``window`` scored points of one model version."""
+
+    __slots__ = (
+        "_coverage_view",
+        "abs_errors",
+        "coverage",
+        "head",
+        "n",
+        "n_covered",
+        "n_intervals",
+        "persistence_errors",
+        "scored_total",
+        "squared_errors",
+        "window",
+    )
+
+    def __init__(self, window: int) -> None:
+        self.window = window
+        self.abs_errors = _RunningSum(window)
+        self.squared_errors = _RunningSum(window)
+        self.persistence_errors = _RunningSum(window)
+        # Per slot: -1 no interval (or unused), 0 not covered, 1 covered.
+        self.coverage = array("b", [-1]) * window
+        self._coverage_view = np.frombuffer(self.coverage, dtype=np.int8)  # the same memory
+        self.head = 0
+        self.n = 0
+        self.scored_total = 0
+        self.n_intervals = 0
+        self.n_covered = 0
+
+    def add_many(self, points: _Points) -> None:
+        """Add ``points`` (all of this version), in order: the oldest in the window go."""
+        k = len(points.abs_errors)
+        kept = min(k, self.window)  # of more points than the window holds, the last ones
+        slots = (self.head + np.arange(k - kept, k)) % self.window
+        covered = np.asarray(points.covered[k - kept :], dtype=np.int8)
+        old = self._coverage_view[slots]
+        self.n_intervals += int((covered >= 0).sum()) - int((old >= 0).sum())
+        self.n_covered += int(covered[covered > 0].sum()) - int(old[old > 0].sum())
+        self._coverage_view[slots] = covered
+        for running, values in (
+            (self.abs_errors, points.abs_errors),
+            (self.squared_errors, points.squared_errors),
+            (self.persistence_errors, points.persistence_errors),
+        ):
+            running.replace_many(slots, np.asarray(values[k - kept :], dtype=np.float64))
+        self.head = (self.head + k) % self.window
+        self.n = min(self.n + k, self.window)
+        self.scored_total += k
+
+    def stats(self) -> VersionStats:
+        return _stats(
+            n=self.n,
+            scored_total=self.scored_total,
+            sum_abs=self.abs_errors.total,
+            sum_squared=self.squared_errors.total,
+            sum_persistence=self.persistence_errors.total,
+            n_intervals=self.n_intervals,
+            n_covered=self.n_covered,
+        )
+
+
+@dataclass
+class _Points:
+    """Scored points waiting to be recorded together (:meth:`OnlineScorer.score_many`)."""
+
+    versions: list[str] = field(default_factory=list)
+    abs_errors: list[float] = field(default_factory=list)
+    squared_errors: list[float] = field(default_factory=list)
+    persistence_errors: list[float] = field(default_factory=list)
+    covered: list[int] = field(default_factory=list)
+
+    def add(self, pending: _Pending, actual: float) -> None:
+        """Score ``pending`` against ``actual``."""
+        error = actual - pending.forecast
+        self.versions.append(pending.model_version)
+        self.abs_errors.append(abs(error))
+        self.squared_errors.append(error * error)
+        self.persistence_errors.append(abs(actual - pending.persistence))
+        self.covered.append(_covered(pending, actual))
+
+    def of(self, version: str) -> _Points:
+        """The points of ``version``, in order."""
+        if all(v == version for v in self.versions):
+            return self
+        mine = [i for i, v in enumerate(self.versions) if v == version]
+        return _Points(
+            [version] * len(mine),
+            [self.abs_errors[i] for i in mine],
+            [self.squared_errors[i] for i in mine],
+            [self.persistence_errors[i] for i in mine],
+            [self.covered[i] for i in mine],
+        )
+
+
+class _Pending(NamedTuple):
+    ts: int
+    forecast: float
+    persistence: float
+    model_version: str
+    lower: float | None
+    upper: float | None
+
+
+def _check_finite(name: str, value: float) -> None:
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number; received {value!r}")
+
+
+def _check_all_finite(
+    name: str, values: npt.NDArray[np.float64], skip: npt.NDArray[np.bool_] | None = None
+) -> None:
+    """Raise naming the first non-finite value (not counting those marked in ``skip``)."""
+    bad_values = ~np.isfinite(values) if skip is None else ~np.isfinite(values) & ~skip
+    if (bad := np.flatnonzero(bad_values)).size:
+        i = int(bad[0])
+        raise ValueError(
+            f"{name} must be a finite number; received {float(values[i])!r} at index {i}"
+        )
+
+
+def _bounds(
+    lower: npt.ArrayLike | None, upper: npt.ArrayLike | None, n: int
+) -> tuple[list[float | None], list[float | None]] | None:
+    """The checked interval bounds of :meth:`OnlineScorer.expect_many`, as lists (None
+    where both bounds are NaN), or None without intervals."""
+    if (lower is None) != (upper is None):
+        raise ValueError("lower and upper must both be given or both be None")
+    if lower is None or upper is None:
+        return None
+    low = np.asarray(lower, dtype=np.float64)
+    high = np.asarray(upper, dtype=np.float64)
+    if low.shape != (n,) or high.shape != (n,):
+        raise ValueError(f"expected {n} lower and upper bounds; received {low.shape}, {high.shape}")
+    none = np.isnan(low) & np.isnan(high)
+    _check_all_finite("lower", low, skip=none)
+    _check_all_finite("upper", high, skip=none)
+    if (bad := np.flatnonzero(low > high)).size:
+        i = int(bad[0])
+        raise ValueError(
+            f"expected lower <= upper; received {float(low[i])!r} > {float(high[i])!r} at index {i}"
+        )
+    lows: list[float | None] = low.tolist()
+    highs: list[float | None] = high.tolist()
+    for i in np.flatnonzero(none).tolist():
+        lows[i] = highs[i] = None
+    return lows, highs
+
+
+def _covered(pending: _Pending, actual: float) -> int:
+    """1 when ``actual`` is inside the pending forecast's interval, 0 outside, -1 without."""
+    if pending.lower is None or pending.upper is None:
+        return -1
+    return int(pending.lower <= actual <= pending.upper)
+
+
+class OnlineScorer:
+    """Scores forecasts as their actuals arrive, per model version, and gives conformal
+    prediction intervals from the recent errors.
+
+    Args:
+        window: scored points per model version in the sliding MAE/RMSE window; also the
+            number of recent absolute errors (all versions) the intervals are calibrated on.
+        coverage: the intervals' target coverage, in (0, 1).
+        min_errors: errors needed before intervals are given (at most ``window``).
+        max_versions: model versions kept; the least recently scored one is forgotten.
+        max_pending: keys with a pending forecast kept; beyond, the oldest forecast is
+            dropped (``overflow``).
+    """
+
+    def __init__(
+        self,
+        window: int,
+        coverage: float,
+        min_errors: int,
+        max_versions: int = 4,
+        max_pending: int = 1_000_000,
+    ) -> None:
+        for name, value in (
+            ("window", window),
+            ("min_errors", min_errors),
+            ("max_versions", max_versions),
+            ("max_pending", max_pending),
+        ):
+            if value < 1:
+                raise ValueError(f"{name} must be at least 1; received {value}")
+        if not 0 < coverage < 1:
+            raise ValueError(f"coverage must be between 0 and 1 (exclusive); received {coverage}")
+        if min_errors > window:
+            raise ValueError(
+                f"min_errors must be at most window ({window}), or no interval is ever given; "
+                f"received {min_errors}"
+            )
+        self.window = window
+        self.coverage = coverage
+        self.min_errors = min_errors
+        self.max_versions = max_versions
+        self.max_pending = max_pending
+        self.unscored: dict[str, int] = dict.fromkeys(UNSCORED_REASONS, 0)
+        self._pending: OrderedDict[str, _Pending] = OrderedDict()
+        self._versions: OrderedDict[str, _VersionWindow] = OrderedDict()
+        self._errors = array("d", bytes(8 * window))
+        self._errors_head = 0
+        self._n_errors = 0
+        self._half_width: float | None = None
+        self._half_width_valid = False
+
+    @classmethod
+    def from_settings(
+        cls, settings: ScoringSettings, max_versions: int = 4, max_pending: int = 1_000_000
+    ) -> OnlineScorer:
+        """A scorer configured by the ``scoring`` section of the settings."""
+        return cls(
+            window=settings.window,
+            coverage=settings.coverage,
+            min_errors=settings.min_errors,
+            max_versions=max_versions,
+            max_pending=max_pending,
+        )
+
+    # -- pending forecasts -----------------------------------------------------------------
+
+    @property
+    def n_pending(self) -> int:
+        """Keys with a forecast waiting for its actual."""
+        return len(self._pending)
+
+    def pending_ts(self, key: str) -> int | None:
+        """The time of ``key``'s pending forecast, or None."""
+        pending = self._pending.get(key)
+        return None if pending is None else pending.ts
+
+    def expect(
+        self,
+        key: str,
+        ts: int,
+        forecast: float,
+        persistence: float,
+        model_version: str,
+        *,
+        lower: float | None = None,
+        upper: float | None = None,
+    ) -> None:
+        """Hold a forecast until the actual for ``ts`` arrives.
+
+        A pending forecast of the same key for another time is replaced and counted as
+        ``superseded``; one for the same time (the batch processed again after a failed
+        checkpoint) is replaced without being counted.
+
+        Args:
+            key: the series key.
+            ts: the time the forecast is for, epoch milliseconds.
+            forecast: the forecast (finite; numpy scalars are taken as Python floats).
+            persistence: the naive forecast for the same point: the target's last value, at
+                the window's end (finite).
+            model_version: the version of the model that made the forecast.
+            lower: the interval's lower bound, or None (then ``upper`` is None too);
+                keyword-only.
+            upper: the interval's upper bound, or None; keyword-only.
+        """
+        forecast, persistence = float(forecast), float(persistence)  # numpy scalars too
+        _check_finite("forecast", forecast)
+        _check_finite("persistence", persistence)
+        if (lower is None) != (upper is None):
+            raise ValueError(
+                f"lower and upper must both be given or both be None; received "
+                f"lower={lower!r}, upper={upper!r}"
+            )
+        if lower is not None and upper is not None:
+            lower, upper = float(lower), float(upper)
+            _check_finite("lower", lower)
+            _check_finite("upper", upper)
+            if lower > upper:
+                raise ValueError(f"expected lower <= upper; received {lower!r} > {upper!r}")
+        self._hold(key, _Pending(ts, forecast, persistence, model_version, lower, upper))
+
+    def expect_many(
+        self,
+        keys: Sequence[str],
+        ts: Sequence[int],
+        forecasts: npt.ArrayLike,
+        persistence: npt.ArrayLike,
+        model_version: str,
+        *,
+        lower: npt.ArrayLike | None = None,
+        upper: npt.ArrayLike | None = None,
+        actuals: Mapping[tuple[str, int], float] | None = None,
+    ) -> int:
+        """:meth:`expect` of each forecast in turn (one model's batch), the one-by-one checks
+        done once on arrays; a forecast whose actual is in ``actuals`` is scored at once, as
+        :meth:`score` right after its :meth:`expect` would (a batch that catches up holds
+        the actuals of its own forecasts). Returns how many were scored.
+
+        Args:
+            keys: the series keys.
+            ts: the times the forecasts are for, epoch milliseconds.
+            forecasts: the forecasts (finite).
+            persistence: the naive forecasts for the same points (finite).
+            model_version: the version of the model that made them.
+            lower: the intervals' lower bounds, or None (then ``upper`` is None too); NaN
+                in both bounds: that forecast has no interval.
+            upper: the intervals' upper bounds, or None.
+            actuals: (key, ts) -> actual value, of the readings at hand.
+        """
+        values = np.asarray(forecasts, dtype=np.float64)
+        naive = np.asarray(persistence, dtype=np.float64)
+        if not len(keys) == len(ts) == len(values) == len(naive):
+            raise ValueError(
+                f"expected as many times, forecasts and persistence values as keys "
+                f"({len(keys)}); received {len(ts)}, {len(values)} and {len(naive)}"
+            )
+        for name, array_ in (("forecast", values), ("persistence", naive)):
+            _check_all_finite(name, array_)
+        bounds = _bounds(lower, upper, len(values))
+        points = _Points()
+        hold, take = self._hold, self._take
+        for i, (key, stamp, forecast, naive_forecast) in enumerate(
+            zip(keys, ts, values.tolist(), naive.tolist(), strict=True)
+        ):
+            pending = _Pending(
+                stamp,
+                forecast,
+                naive_forecast,
+                model_version,
+                None if bounds is None else bounds[0][i],
+                None if bounds is None else bounds[1][i],
+            )
+            hold(key, pending)
+            actual = None if actuals is None else actuals.get((key, stamp))
+            if actual is not None and (taken := take(key, stamp, actual)) is not None:
+                points.add(*taken)
+        self._record_many(points)
+        return len(points.versions)
+
+    def _hold(self, key: str, pending: _Pending) -> None:
+        """Make ``pending`` the key's pending forecast (see :meth:`expect`)."""
+        old = self._pending.pop(key, None)
+        if old is not None:
+            if old.ts != pending.ts:
+                self.unscored["superseded"] += 1
+        elif len(self._pending) >= self.max_pending:
+            self._pending.popitem(last=False)
+            self.unscored["overflow"] += 1
+        self._pending[key] = pending
+
+    def forget(self, key: str) -> bool:
+        """Drop ``key``'s pending forecast (counted as ``forgotten``); returns whether there
+        was one. For keys evicted from the windows, or of revoked partitions."""
+        if self._pending.pop(key, None) is None:
+            return False
+        self.unscored["forgotten"] += 1
+        return True
+
+    def observe(self, key: str, ts: int, actual: float) -> ScoredPoint | None:
+        """Score ``key``'s pending forecast if ``actual`` is its actual value.
+
+        Args:
+            key: the series key.
+            ts: the reading's time, epoch milliseconds.
+            actual: the reading's target value; NaN when not measured.
+
+        Returns:
+            The scored point when a forecast for ``ts`` was pending and ``actual`` is
+            finite; else None. A pending forecast for an earlier time is dropped
+            (``no_actual``), as is one for ``ts`` when ``actual`` is not finite; one for a
+            later time stays pending.
+        """
+        scored = self._score(key, ts, actual)
+        if scored is None:
+            return None
+        pending, actual, error, covered = scored
+        return ScoredPoint(
+            key=key,
+            ts=ts,
+            model_version=pending.model_version,
+            forecast=pending.forecast,
+            actual=actual,
+            persistence=pending.persistence,
+            lower=pending.lower,
+            upper=pending.upper,
+            abs_error=abs(error),
+            squared_error=error * error,
+            persistence_abs_error=abs(actual - pending.persistence),
+            covered=None if covered < 0 else bool(covered),
+        )
+
+    def score(self, key: str, ts: int, actual: float) -> bool:
+        """:meth:`observe` without building the :class:`ScoredPoint` (the hot path);
+        returns whether a point was scored."""
+        return self._score(key, ts, actual) is not None
+
+    def score_many(self, keys: Sequence[str], ts: Sequence[int], actuals: Sequence[float]) -> int:
+        """:meth:`score` of each reading in turn, the errors recorded together; returns how
+        many were scored."""
+        points = _Points()
+        take = self._take
+        for key, stamp, actual in zip(keys, ts, actuals, strict=True):
+            if (taken := take(key, stamp, actual)) is not None:
+                points.add(*taken)
+        self._record_many(points)
+        return len(points.versions)
+
+    def _score(self, key: str, ts: int, actual: float) -> tuple[_Pending, float, float, int] | None:
+        """Take ``key``'s pending forecast and record its errors if ``actual`` scores it
+        (see :meth:`observe`); returns (pending, actual, error, covered: 1, 0 or -1 without
+        an interval)."""
+        if (taken := self._take(key, ts, actual)) is None:
+            return None
+        pending, actual = taken
+        point = _Points()
+        point.add(pending, actual)
+        self._record_many(point)
+        return pending, actual, actual - pending.forecast, point.covered[0]
+
+    def _take(self, key: str, ts: int, actual: float) -> tuple[_Pending, float] | None:
+        """Remove and return ``key``'s pending forecast with ``actual`` as a float, when
+        ``actual`` scores it (see :meth:`observe`); else None (counting ``no_actual`` when
+        the pending forecast is dropped)."""
+        pending = self._pending.get(key)
+        if pending is None or ts < pending.ts:
+            return None
+        del self._pending[key]
+        actual = float(actual)
+        if ts > pending.ts or not math.isfinite(actual):
+            self.unscored["no_actual"] += 1
+            return None
+        return pending, actual
+
+    def _record_many(self, points: _Points) -> None:
+        """Record ``points``, in order: per version, and the absolute errors the intervals
+        are calibrated on. (Versions are kept in the order of their last point; with more
+        than ``max_versions`` versions in one batch, which are forgotten may differ from
+        recording the points one by one.)"""
+        k = len(points.versions)
+        if not k:
+            return
+        for version in reversed(dict.fromkeys(reversed(points.versions))):
+            self._window_of(version).add_many(points.of(version))
+        kept = min(k, self.window)
+        slots = (self._errors_head + np.arange(k - kept, k)) % self.window
+        np.frombuffer(self._errors)[slots] = points.abs_errors[k - kept :]
+        self._errors_head = (self._errors_head + k) % self.window
+        self._n_errors = min(self._n_errors + k, self.window)
+        self._half_width_valid = False
+
+    def _window_of(self, version: str) -> _VersionWindow:
+        """The version's window, made the most recently scored (created if new)."""
+        window = self._versions.get(version)
+        if window is None:
+            window = self._versions[version] = _VersionWindow(self.window)
+            if len(self._versions) > self.max_versions:
+                self._versions.popitem(last=False)
+        else:
+            self._versions.move_to_end(version)
+        return window
+
+    # -- per-version accuracy --------------------------------------------------------------
+
+    def versions(self) -> list[str]:
+        """The model versions kept, least recently scored first (a version not listed any
+        more was forgotten: remove its metric series)."""
+        return list(self._versions)
+
+    def stats(self, version: str) -> VersionStats | None:
+        """Accuracy of ``version`` over its last ``window`` scored points; None when it was
+        never scored or was forgotten."""
+        window = self._versions.get(version)
+        return None if window is None else window.stats()
+
+    # -- conformal intervals ---------------------------------------------------------------
+
+    @property
+    def n_errors(self) -> int:
+        """Absolute errors the intervals are calibrated on (at most ``window``)."""
+        return self._n_errors
+
+    def half_width(self) -> float | None:
+        """The conformal half-width ``q``, or None while fewer than ``min_errors`` errors."""
+        if not self._half_width_valid:
+            n = self._n_errors
+            if n < self.min_errors:
+                self._half_width = None
+            else:
+                # The slack keeps e.g. (24 + 1) * 0.28 = 7.000000000000001 from ranking 8th.
+                rank = min(max(math.ceil((n + 1) * self.coverage - 1e-9), 1), n)
+                errors = np.partition(np.frombuffer(self._errors)[:n], rank - 1)
+                self._half_width = float(errors[rank - 1])
+            self._half_width_valid = True
+        return self._half_width
+
+    def interval(self, forecast: float) -> tuple[float, float] | None:
+        """``(forecast - q, forecast + q)``, or None while fewer than ``min_errors`` errors."""
+        q = self.half_width()
+        return None if q is None else (forecast - q, forecast + q)
+
+    def intervals(
+        self, forecasts: npt.ArrayLike
+    ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]] | None:
+        """The intervals of a batch of forecasts, as float64 ``(lower, upper)`` arrays, or None
+        while fewer than ``min_errors`` errors. ``q`` is computed once, not per forecast."""
+        q = self.half_width()
+        if q is None:
+            return None
+        values = np.asarray(forecasts, dtype=np.float64)
+        return values - q, values + q
+
+
+def offline_stats(points: Iterable[OfflinePoint], window: int) -> dict[str, VersionStats]:
+    """The figures of :meth:`OnlineScorer.stats`, by plain recomputation.
+
+    Args:
+        points: scored points in the order they were scored, each
+            ``(model_version, forecast, actual, persistence, lower, upper)``, with
+            ``lower``/``upper`` None when the forecast had no interval.
+        window: points per version in the sliding window.
+
+    Returns:
+        Each version's figures over its last ``window`` points, in order of first appearance.
+    """
+    if window < 1:
+        raise ValueError(f"window must be at least 1; received {window}")
+    by_version: dict[str, list[OfflinePoint]] = {}
+    for point in points:
+        by_version.setdefault(point[0], []).append(point)
+    result: dict[str, VersionStats] = {}
+    for version, all_points in by_version.items():
+        last = all_points[-window:]
+        abs_errors: list[float] = []
+        squared_errors: list[float] = []
+        persistence_errors: list[float] = []
+        n_intervals = n_covered = 0
+        for _, forecast, actual, persistence, lower, upper in last:
+            error = actual - forecast
+            abs_errors.append(abs(error))
+            squared_errors.append(error * error)
+            persistence_errors.append(abs(actual - persistence))
+            if lower is not None and upper is not None:
+                n_intervals += 1
+                n_covered += lower <= actual <= upper
+        result[version] = _stats(
+            n=len(last),
+            scored_total=len(all_points),
+            sum_abs=math.fsum(abs_errors),
+            sum_squared=math.fsum(squared_errors),
+            sum_persistence=math.fsum(persistence_errors),
+            n_intervals=n_intervals,
+            n_covered=n_covered,
+        )
+    return result

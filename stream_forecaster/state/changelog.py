@@ -1,0 +1,177 @@
+"""The window changelog: a compacted topic holding the newest window snapshot of every key.
+
+Partition ``p`` of the changelog mirrors partition ``p`` of the input topic: the instance
+that owns input partition ``p`` is the only writer of changelog partition ``p``, and the
+instance that is assigned ``p`` next restores the windows of ``p``'s keys from it before it
+processes ``p``'s records. Snapshots are written at every checkpoint (inside the
+transaction with ``exactly_once``), so the changelog always holds the windows as of the
+committed input offsets (or newer, with ``at_least_once``: the replayed readings are then
+recognised as duplicates and skipped).
+
+A restore reads its partitions from the start to the high watermark measured when it
+began, with ``read_committed``: it therefore waits until a crashed instance's open
+transaction is aborted (at most the transaction timeout) and never sees aborted snapshots.
+Its cost is one read of everything the compaction has not yet removed: about one snapshot
+(``16 * window * n_features`` bytes plus 100) per key, plus the uncompacted tail.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Collection
+from typing import Any, Final
+
+from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+from kafka.admin import NewTopic
+from kafka.errors import TopicAlreadyExistsError
+
+from stream_forecaster.settings.config import Settings
+
+log = logging.getLogger(__name__)
+
+# Compaction settles within minutes, so a restore reads little more than one snapshot per
+# key; deleted keys (tombstones) disappear a day later.
+TOPIC_CONFIG: Final = {
+    "cleanup.policy": "compact",
+    "segment.ms": str(10 * 60 * 1000),
+    "segment.bytes": str(64 * 1024 * 1024),
+    "min.cleanable.dirty.ratio": "0.2",
+    "delete.retention.ms": str(24 * 3600 * 1000),
+}
+_PROGRESS_EVERY_S: Final = 2.0
+
+
+class ChangelogError(RuntimeError):
+    """The changelog topic is unusable (wrong partition count) or a restore timed out."""
+
+
+def ensure_changelog_topic(settings: Settings, input_partitions: int) -> str:
+    """Create the changelog topic when missing; check its partition count when present.
+
+    Args:
+        settings: the service settings (names the topic and the cluster).
+        input_partitions: partitions of the input topic; the changelog must have as many.
+
+    Returns:
+        The changelog topic's name.
+
+    Raises:
+        ChangelogError: the topic exists with another partition count.
+    """
+    topic = settings.changelog_topic()
+    admin = KafkaAdminClient(**settings.kafka.client_config())
+    try:
+        try:
+            admin.create_topics(
+                [
+                    NewTopic(
+                        topic,
+                        num_partitions=input_partitions,
+                        replication_factor=-1,  # the broker's default.replication.factor
+                        topic_configs=TOPIC_CONFIG,
+                    )
+                ]
+            )
+            log.info(
+                "created changelog topic %s (%d partitions, compacted)", topic, input_partitions
+            )
+        except TopicAlreadyExistsError:
+            pass
+        described = admin.describe_topics([topic])
+        found = len(described[0].get("partitions") or [])
+    finally:
+        admin.close()
+    if found != input_partitions:
+        raise ChangelogError(
+            f"changelog topic {topic} has {found} partitions, expected {input_partitions} "
+            f"(one per partition of {settings.topics.input}); delete it or set "
+            "SF_STATE__CHANGELOG_TOPIC to a new name"
+        )
+    return topic
+
+
+class ChangelogReader:
+    """Reads the newest snapshot of every key in some changelog partitions.
+
+    Args:
+        settings: the service settings.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.topic = settings.changelog_topic()
+        self.timeout_s = settings.state.restore_timeout_s
+        common: dict[str, Any] = {
+            **settings.kafka.client_config(),
+            "group_id": None,
+            "enable_auto_commit": False,
+            "auto_offset_reset": "earliest",
+        }
+        self._consumer = KafkaConsumer(
+            **common,
+            isolation_level="read_committed",
+            max_poll_records=100_000,
+            fetch_max_bytes=64 * 1024 * 1024,
+            max_partition_fetch_bytes=16 * 1024 * 1024,
+        )
+        # Only for the high watermarks: read_committed would report the last stable offset.
+        self._watermarks = KafkaConsumer(**common, isolation_level="read_uncommitted")
+
+    def read(self, partitions: Collection[int]) -> dict[int, dict[str, bytes]]:
+        """The newest snapshot per key of each partition (keys deleted by a tombstone are
+        absent).
+
+        Raises:
+            ChangelogError: the end was not reached within ``restore_timeout_s``.
+        """
+        tps = [TopicPartition(self.topic, p) for p in sorted(partitions)]
+        result: dict[int, dict[str, bytes]] = {p: {} for p in partitions}
+        if not tps:
+            return result
+        targets = {
+            tp: end for tp, end in self._watermarks.end_offsets(tps).items() if end and end > 0
+        }
+        if not targets:
+            return result
+        consumer = self._consumer
+        consumer.assign(list(targets))
+        consumer.seek_to_beginning(*targets)
+        started = time.monotonic()
+        deadline = started + self.timeout_s
+        next_report = started + _PROGRESS_EVERY_S
+        total = sum(targets.values())
+        read = 0
+        try:
+            while remaining := [tp for tp in targets if consumer.position(tp) < targets[tp]]:
+                now = time.monotonic()
+                if now > deadline:
+                    raise ChangelogError(
+                        f"restoring {_names(remaining)} did not reach the end within "
+                        f"{self.timeout_s:.0f}s (SF_STATE__RESTORE_TIMEOUT_S); an open "
+                        "transaction of a crashed instance holds it until it times out"
+                    )
+                if now >= next_report:
+                    log.info("restoring windows: %d of up to %d changelog records", read, total)
+                    next_report = now + _PROGRESS_EVERY_S
+                for tp, records in consumer.poll(timeout_ms=200).items():
+                    snapshots = result[tp.partition]
+                    read += len(records)
+                    for record in records:
+                        if record.key is None:
+                            continue
+                        key = record.key.decode()
+                        if record.value is None:
+                            snapshots.pop(key, None)
+                        else:
+                            snapshots[key] = record.value
+        finally:
+            consumer.assign([])
+        return result
+
+    def close(self) -> None:
+        self._consumer.close(autocommit=False)
+        self._watermarks.close(autocommit=False)
+
+
+def _names(partitions: Collection[TopicPartition]) -> str:
+    return ", ".join(f"{tp.topic}[{tp.partition}]" for tp in partitions)
