@@ -30,11 +30,19 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.broker import bench_bootstrap, bench_serve
-from benchmarks.inference import FEATURES, WINDOW
-from benchmarks.serve_metrics import buckets, quantile
-from stream_forecaster.model.network import build_model
-from stream_forecaster.settings.config import Settings
+from benchmarks.harness import (
+    FEATURE_NAMES,
+    FEATURES,
+    WINDOW,
+    BenchServe,
+    bench_bootstrap,
+    first_records,
+    produce,
+    produce_paced,
+    quantile_between,
+)
+from stream_forecaster.model.untrained import untrained_bundle
+from stream_forecaster.settings import Settings
 from stream_forecaster.wire.readings import encode_reading
 
 KEYS, READINGS_PER_KEY, PARTITIONS = 1_000, 150, 3
@@ -93,14 +101,9 @@ def run(report: Callable[[str], None] = print) -> str:
 
 
 def _measure(bootstrap: str, report: Callable[[str], None]) -> str:
-    from tests.kafka_broker import produce, produce_paced
-
-    model = build_model(WINDOW, FEATURES, compile_model=False)
-    serve = bench_serve(
-        bootstrap, "e2e", PARTITIONS, model, {"SF_WINDOWS__INTERVAL_MS": str(_INTERVAL_MS)}
-    )
+    serve = BenchServe(bootstrap, "e2e", PARTITIONS, {"SF_WINDOWS__INTERVAL_MS": str(_INTERVAL_MS)})
     input_topic, output_topic = serve.input_topic, serve.output_topic
-    work = serve.log_path.parent
+    work = serve.work
     backlog = readings(range(READINGS_PER_KEY))
     report(f"producing a backlog of {len(backlog):,} readings from {KEYS:,} keys")
     produce(bootstrap, input_topic, backlog)
@@ -120,7 +123,7 @@ def _measure(bootstrap: str, report: Callable[[str], None]) -> str:
         steps = range(READINGS_PER_KEY, READINGS_PER_KEY + int(half * HALF_LOAD_S / KEYS) + 1)
         paced = readings(steps)
         report(f"half load: {half:,.0f} readings/s for {len(paced) / half:.0f}s")
-        before = {name: buckets(serve, name) for name in _LATENCY_PARTS}
+        before = {name: serve.buckets(name) for name in _LATENCY_PARTS}
         feeder_acks: list[float] = []
         produce_paced(
             bootstrap, input_topic, paced, per_second=half, acked_after=feeder_acks
@@ -129,11 +132,11 @@ def _measure(bootstrap: str, report: Callable[[str], None]) -> str:
             lambda: serve.metric("sf_records_total") or 0.0, len(backlog) + len(paced), 60
         )
         catch_up_s = caught_up[-1][0] - caught_up[0][0]
-        after = {name: buckets(serve, name) for name in _LATENCY_PARTS}
+        after = {name: serve.buckets(name) for name in _LATENCY_PARTS}
         parts = {
             name: (
-                quantile(0.5, before[name], after[name]),
-                quantile(0.99, before[name], after[name]),
+                quantile_between(0.5, before[name], after[name]),
+                quantile_between(0.99, before[name], after[name]),
             )
             for name in _LATENCY_PARTS
         }
@@ -148,6 +151,7 @@ def _measure(bootstrap: str, report: Callable[[str], None]) -> str:
     settings = Settings(kafka={"bootstrap_servers": bootstrap})
     passthrough = _passthrough(settings, input_topic, total, forecast_bytes)
     report(f"bare passthrough: {passthrough:,.0f} records/s")
+    model = untrained_bundle(FEATURE_NAMES, WINDOW).build_model()
     naive = _naive(bootstrap, input_topic, model)
     report(f"naive consumer (model.predict per record): {naive:,.1f} readings/s")
 
@@ -263,9 +267,7 @@ def _start_profile(serve: Any, work: Path) -> Any:
 
 
 def _mean_value_size(bootstrap: str, topic: str) -> float:
-    from tests.kafka_broker import consume
-
-    values = [len(r.value) for r in consume(bootstrap, topic, 1000, timeout=30)]
+    values = [len(r.value) for r in first_records(bootstrap, topic, 1000)]
     return sum(values) / len(values)
 
 

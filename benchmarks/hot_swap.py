@@ -13,12 +13,18 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from benchmarks.broker import bench_bootstrap, bench_serve
-from benchmarks.inference import FEATURES, WINDOW, _bundle
-from benchmarks.serve_metrics import buckets, quantile
-from stream_forecaster.model.network import build_model
+from benchmarks.harness import (
+    FEATURE_NAMES,
+    FEATURES,
+    WINDOW,
+    BenchServe,
+    bench_bootstrap,
+    produce_paced,
+    quantile_between,
+)
 from stream_forecaster.model.topic import publish_bundle
-from stream_forecaster.settings.config import Settings
+from stream_forecaster.model.untrained import untrained_bundle
+from stream_forecaster.settings import Settings
 from stream_forecaster.wire.readings import encode_reading
 
 KEYS, RATE, PERIOD_S, SWAPS = 200, 400.0, 20.0, 3
@@ -32,16 +38,8 @@ def run(report: Callable[[str], None] = print) -> str:
 
 
 def _measure(bootstrap: str, report: Callable[[str], None]) -> str:
-    from tests.kafka_broker import produce_paced
-
     models_topic = f"bench-models-{time.time_ns()}"
-    serve = bench_serve(
-        bootstrap,
-        "swap",
-        3,
-        build_model(WINDOW, FEATURES, compile_model=False),
-        {"SF_TOPICS__MODELS": models_topic},
-    )
+    serve = BenchServe(bootstrap, "swap", 3, {"SF_TOPICS__MODELS": models_topic})
     settings = Settings(
         kafka={"bootstrap_servers": bootstrap},
         topics={"models": models_topic},
@@ -60,25 +58,25 @@ def _measure(bootstrap: str, report: Callable[[str], None]) -> str:
         feed = produce_paced(bootstrap, serve.input_topic, items, per_second=RATE)
         report(f"feeding {RATE:.0f} readings/s from {KEYS} keys; warming up {PERIOD_S:.0f}s")
         time.sleep(PERIOD_S)  # warm-up: a duration of the benchmark, not an awaited event
-        start = buckets(serve)
+        start = serve.buckets()
         time.sleep(PERIOD_S)
-        steady_end = buckets(serve)
+        steady_end = serve.buckets()
         report(f"steady p99 measured; now {SWAPS} swaps over {PERIOD_S:.0f}s")
         versions = []
         for n in range(SWAPS):
-            bundle = _bundle(build_model(WINDOW, FEATURES, compile_model=False))
+            bundle = untrained_bundle(FEATURE_NAMES, WINDOW, seed=n + 1, name="bench")
             publish_bundle(settings, bundle, None)
             versions.append(bundle.version)
             time.sleep(PERIOD_S / SWAPS)  # spacing the swaps
             report(f"  swap {n + 1}/{SWAPS}: published {bundle.version}")
-        swap_end = buckets(serve)
+        swap_end = serve.buckets()
         served = serve.metric("sf_model_info", {"version": versions[-1]})
         feed.join(timeout=120)
         records = serve.metric("sf_records_total") or 0
     finally:
         serve.close()
-    steady = quantile(0.99, start, steady_end)
-    swapping = quantile(0.99, steady_end, swap_end)
+    steady = quantile_between(0.99, start, steady_end)
+    swapping = quantile_between(0.99, steady_end, swap_end)
     ratio = swapping / steady
     verdict = "met" if ratio <= TARGET_RATIO else f"missed by {ratio / TARGET_RATIO - 1:.0%}"
     report(f"p99 steady {steady * 1000:.1f} ms, during swaps {swapping * 1000:.1f} ms")

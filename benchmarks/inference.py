@@ -19,13 +19,11 @@ from typing import Any
 
 import numpy as np
 
-from stream_forecaster.model.bundle import ModelBundle, TrainingInfo, utc_now_iso
-from stream_forecaster.model.network import build_model, import_keras
-from stream_forecaster.model.scaling import Scaling
+from benchmarks.harness import FEATURE_NAMES, FEATURES, WINDOW
+from stream_forecaster.model.network import import_keras
+from stream_forecaster.model.untrained import untrained_bundle
 from stream_forecaster.serving.engine import InferenceEngine
 
-WINDOW = 24
-FEATURES = 8
 UNITS = 50
 BATCHES = (1, 8, 64, 256, 1024)
 FLOPS_PER_FORECAST = 2 * WINDOW * 4 * UNITS * (FEATURES + UNITS)
@@ -41,24 +39,6 @@ def _rate(call: Callable[[], Any], items_per_call: int, seconds: float) -> float
         elapsed = time.perf_counter() - started
         if elapsed >= seconds:
             return done / elapsed
-
-
-def _bundle(model: Any) -> ModelBundle:
-    """The untrained model as a bundle with neutral scaling (the speed is the same)."""
-    scaling = Scaling(
-        feature_mean=(0.0,) * FEATURES,
-        feature_std=(1.0,) * FEATURES,
-        target_mean=0.0,
-        target_std=1.0,
-    )
-    return ModelBundle.from_model(
-        model,
-        features=[f"f{i}" for i in range(FEATURES)],
-        target="f0",
-        window=WINDOW,
-        scaling=scaling,
-        training=TrainingInfo(created_at=utc_now_iso(), source="benchmark"),
-    )
 
 
 def _xla(model: Any) -> Callable[[np.ndarray], Any]:
@@ -108,15 +88,16 @@ def matmul_flops(seconds: float = 1.0) -> float:
 def run(seconds: float = 1.0, report: Callable[[str], None] = print) -> str:
     """Measure and return the results as a Markdown table."""
     import_keras()
-    model = build_model(WINDOW, FEATURES, compile_model=False)
+    bundle = untrained_bundle(FEATURE_NAMES, WINDOW)
+    model = bundle.build_model()
     rng = np.random.default_rng(0)
     flops = matmul_flops(seconds)  # the best of its rounds: the stricter bound
     bound = flops / FLOPS_PER_FORECAST
     report(f"float32 matmul: {flops / 1e9:.1f} GFLOP/s -> bound {bound:,.0f} forecasts/s")
 
     engines = {
-        "engine, 1 thread (serve's default)": InferenceEngine(_bundle(model), threads=1),
-        "engine, 2 threads": InferenceEngine(_bundle(model), threads=0),
+        "engine, 1 thread (serve's default)": InferenceEngine(bundle, threads=1),
+        "engine, 2 threads": InferenceEngine(bundle, threads=0),
     }
     xla = _xla(model)
     one = rng.normal(size=(1, WINDOW, FEATURES)).astype(np.float32)

@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.harness import FEATURE_NAMES, FEATURES, WINDOW
+
 SIZES = (100_000, 1_000_000)
 TARGET_BYTES_PER_KEY = 2048
 TARGET_RESIDENT_AT_1M = 2.5e9
@@ -42,21 +44,19 @@ def resident_bytes() -> int:
 
 def _measure(keys: int, bundle_path: Path, progress: Callable[[str], None]) -> dict[str, float]:
     """Fill a BatchProcessor with ``keys`` active keys; RSS before and after (this process)."""
-    from prometheus_client import CollectorRegistry
 
     from stream_forecaster.model.bundle import ModelBundle
-    from stream_forecaster.monitoring.metrics import ServiceMetrics
     from stream_forecaster.serving.engine import InferenceEngine
     from stream_forecaster.serving.pipeline import BatchProcessor
-    from stream_forecaster.settings.config import Settings
+    from stream_forecaster.settings import Settings
     from stream_forecaster.wire.readings import encode_reading
-    from tests.reference import Record
+    from stream_forecaster.wire.records import Record
 
     bundle = ModelBundle.load(bundle_path)
     features = bundle.manifest.features
     window = bundle.manifest.window
     settings = Settings(windows={"interval_ms": _INTERVAL_MS})
-    processor = BatchProcessor(settings, ServiceMetrics(CollectorRegistry()))
+    processor = BatchProcessor(settings)
     processor.use_engine(InferenceEngine(bundle, threads=1))
     store = processor.store
     assert store is not None
@@ -100,11 +100,10 @@ def _measure(keys: int, bundle_path: Path, progress: Callable[[str], None]) -> d
 
 def run(report: Callable[[str], None] = print) -> str:
     """Measure each size in its own process; return the Markdown section."""
-    from benchmarks.inference import FEATURES, WINDOW, _bundle
-    from stream_forecaster.model.network import build_model
+    from stream_forecaster.model.untrained import untrained_bundle
 
     work = Path(tempfile.mkdtemp(prefix="sf-bench-memory-"))
-    bundle_path = _bundle(build_model(WINDOW, FEATURES, compile_model=False)).save(work)
+    bundle_path = untrained_bundle(FEATURE_NAMES, WINDOW).save(work)
     results = []
     for keys in SIZES:
         report(f"{keys:,} keys (a fresh process)")

@@ -18,15 +18,13 @@ from collections.abc import Callable
 
 import numpy as np
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
-from prometheus_client import CollectorRegistry
 
-from benchmarks.broker import bench_bootstrap
-from benchmarks.inference import FEATURES, WINDOW, _bundle
-from stream_forecaster.model.network import build_model
-from stream_forecaster.monitoring.metrics import ServiceMetrics
+from benchmarks.harness import FEATURE_NAMES, FEATURES, WINDOW, bench_bootstrap
+from stream_forecaster.kafka.clients import client_config
+from stream_forecaster.model.untrained import untrained_bundle
 from stream_forecaster.serving.engine import InferenceEngine
 from stream_forecaster.serving.pipeline import BatchProcessor
-from stream_forecaster.settings.config import Settings
+from stream_forecaster.settings import Settings
 from stream_forecaster.state.changelog import ChangelogReader, ensure_changelog_topic
 from stream_forecaster.state.windows import WindowStore
 
@@ -42,7 +40,7 @@ def _fill(settings: Settings, keys: int, report: Callable[[str], None]) -> int:
         store.update("template", i * 60_000, rng.standard_normal(FEATURES).astype(np.float32), 0)
     snapshot = store.snapshot("template")
     producer = KafkaProducer(
-        **settings.kafka.client_config(),
+        **client_config(settings.kafka),
         transactional_id="sf-bench-restore",
         acks="all",
         linger_ms=5,
@@ -65,7 +63,7 @@ def _fill(settings: Settings, keys: int, report: Callable[[str], None]) -> int:
 
 def _bare_read(settings: Settings, total: int) -> float:
     consumer = KafkaConsumer(
-        **settings.kafka.client_config(),
+        **client_config(settings.kafka),
         group_id=None,
         enable_auto_commit=False,
         isolation_level="read_committed",
@@ -85,12 +83,12 @@ def _bare_read(settings: Settings, total: int) -> float:
 
 
 def _restore(settings: Settings, engine: InferenceEngine) -> tuple[float, int]:
-    processor = BatchProcessor(settings, ServiceMetrics(CollectorRegistry()))
+    processor = BatchProcessor(settings)
     processor.use_engine(engine)
     reader = ChangelogReader(settings)
     started = time.perf_counter()
     by_partition = reader.read(range(PARTITIONS))
-    loaded = sum(processor.load_windows(p, s) for p, s in by_partition.items())
+    loaded = sum(processor.load_windows(p, s).windows for p, s in by_partition.items())
     elapsed = time.perf_counter() - started
     reader.close()
     return elapsed, loaded
@@ -105,7 +103,7 @@ def run(keys: int = 100_000, report: Callable[[str], None] = print) -> str:
         )
         ensure_changelog_topic(settings, PARTITIONS)
         size = _fill(settings, keys, report)
-        engine = InferenceEngine(_bundle(build_model(WINDOW, FEATURES)))
+        engine = InferenceEngine(untrained_bundle(FEATURE_NAMES, WINDOW))
         bare = _bare_read(settings, keys)
         report(f"  bare kafka-python read of {keys:,} records: {bare:.2f}s")
         restore, loaded = _restore(settings, engine)

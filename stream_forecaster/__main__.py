@@ -1,5 +1,5 @@
 """``python -m stream_forecaster`` is the ``stream-forecaster`` command."""
 
-from stream_forecaster.cli.main import main
+from stream_forecaster.cli.commands import main
 
 raise SystemExit(main())

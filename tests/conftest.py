@@ -1,16 +1,38 @@
-"""Shared fixtures: one real Kafka broker per session, and a topic factory."""
+"""Shared fixtures: one real Kafka broker per session, and a topic factory; and the fast
+test loop's guard (``--no-tensorflow``: a test that imports TensorFlow fails, so that
+``make test-unit`` stays fast and proves the serving code runs without it)."""
 
 from __future__ import annotations
 
 import os
 import re
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from stream_forecaster.data.samples import BEIJING_CSV
-from tests.kafka_broker import LocalBroker, create_topic
+from tests.harness.kafka_broker import LocalBroker, create_topic
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--no-tensorflow",
+        action="store_true",
+        help="fail a test that imports TensorFlow (mark it slow instead)",
+    )
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    imported_before = "tensorflow" in sys.modules
+    yield
+    if item.config.getoption("--no-tensorflow") and not imported_before:
+        assert "tensorflow" not in sys.modules, (
+            f"{item.nodeid} imported TensorFlow: mark it slow (pytest.mark.slow), or build "
+            "its model with stream_forecaster.model.untrained"
+        )
 
 
 @pytest.fixture(scope="session")

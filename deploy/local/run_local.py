@@ -55,34 +55,68 @@ def ensure_kafka() -> tuple[str, bool]:
 
 
 def ensure_topics(env: dict[str, str]) -> None:
-    from kafka import KafkaAdminClient
-    from kafka.admin import NewTopic
-    from kafka.errors import TopicAlreadyExistsError
-
     os.environ.update(env)
-    from stream_forecaster.settings.config import load_settings
+    from stream_forecaster.kafka.topics import TopicSpec, ensure_topic
+    from stream_forecaster.settings import load_settings
 
     settings = load_settings()
     wanted = {settings.topics.input: 3, settings.topics.output: 3, settings.topics.dead_letter: 1}
-    admin = KafkaAdminClient(**settings.kafka.client_config())
-    try:
-        existing = set(admin.list_topics())
-        new = [NewTopic(n, p, 1) for n, p in wanted.items() if n not in existing]
-        if new:
-            with contextlib.suppress(TopicAlreadyExistsError):
-                admin.create_topics(new)
-        say(f"topics ready: {', '.join(wanted)}")
-    finally:
-        admin.close()
+    for name, partitions in wanted.items():
+        ensure_topic(settings.kafka, TopicSpec(name, partitions))
+    say(f"topics ready: {', '.join(wanted)}")
 
 
-def start(name: str, args: list[str], env: dict[str, str], logs: Path) -> subprocess.Popen[bytes]:
-    log = (logs / f"{name}.log").open("ab")
-    say(f"starting {name} (log: {(logs / f'{name}.log').relative_to(REPO)})")
-    return subprocess.Popen([*CLI, *args], env=env, stdout=log, stderr=subprocess.STDOUT)
+class Children:
+    """The background processes of the run, their logs in .run/; none starts once the run
+    is stopping, and all are stopped together."""
+
+    def __init__(self, logs: Path) -> None:
+        self.logs = logs
+        self.running: list[subprocess.Popen[bytes]] = []
+        self._stopping = False
+        self._lock = threading.Lock()
+
+    def start(self, name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+        with self._lock:
+            if self._stopping:
+                raise KeyboardInterrupt
+            log = (self.logs / f"{name}.log").open("ab")
+            say(f"starting {name} (log: {(self.logs / f'{name}.log').relative_to(REPO)})")
+            child = subprocess.Popen([*CLI, *args], env=env, stdout=log, stderr=subprocess.STDOUT)
+            self.running.append(child)
+            return child
+
+    def start_after(
+        self, first: subprocess.Popen[bytes] | None, name: str, args: list[str], env: dict[str, str]
+    ) -> None:
+        """Start ``name`` once ``first`` has succeeded (at once without one), in the
+        background."""
+
+        def wait_then_start() -> None:
+            if first is not None and first.wait() != 0:
+                say(f"bootstrap training failed: see .run/train.log; {name} not started")
+                return
+            with contextlib.suppress(KeyboardInterrupt):  # the run stopped meanwhile
+                self.start(name, args, env)
+
+        threading.Thread(target=wait_then_start, daemon=True).start()
+
+    def stop_all(self, grace_s: float = 15) -> None:
+        """SIGTERM to each (the newest first), then kill what did not exit in time."""
+        with self._lock:
+            self._stopping = True
+        for child in reversed(self.running):
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + grace_s
+        for child in self.running:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                child.wait(timeout=max(0.1, deadline - time.monotonic()))
+            if child.poll() is None:
+                child.kill()
 
 
-def main() -> int:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
@@ -94,8 +128,32 @@ def main() -> int:
     parser.add_argument(
         "--retrain-interval", type=float, default=300.0, help="seconds between retrainings"
     )
-    args = parser.parse_args()
+    return parser.parse_args()
 
+
+def train_bootstrap_model(
+    args: argparse.Namespace, env: dict[str, str], children: Children
+) -> subprocess.Popen[bytes] | None:
+    """Train the first model in the background when the model folder holds none."""
+    if sorted(args.models.glob("*.sfmodel")):
+        return None
+    say(
+        "no model yet: training the bootstrap model on the Beijing PM2.5 data in the "
+        "background; serve forecasts as soon as it is written"
+    )
+    return children.start(
+        "train",
+        [
+            *("train", "--csv", str(BEIJING), "--features", FEATURES, "--categorical", "cbwd"),
+            *("--target", "pm2.5", "--name", "beijing-pm25", "--epochs", str(args.epochs)),
+            *("--out", str(args.models)),
+        ],
+        env,
+    )
+
+
+def main() -> int:
+    args = parse_args()
     env = {
         **os.environ,
         "TF_CPP_MIN_LOG_LEVEL": "2",
@@ -108,96 +166,29 @@ def main() -> int:
     env["SF_KAFKA__BOOTSTRAP_SERVERS"] = bootstrap
     ensure_topics(env)
     args.models.mkdir(parents=True, exist_ok=True)
-
-    children: list[subprocess.Popen[bytes]] = []
-    trainer: subprocess.Popen[bytes] | None = None
-    stopping = threading.Event()
-    starting = threading.Lock()  # no child starts once stopping has begun
+    children = Children(logs)
     try:
-        if not sorted(args.models.glob("*.sfmodel")):
-            say(
-                "no model yet: training the bootstrap model on the Beijing PM2.5 data in the "
-                "background; serve forecasts as soon as it is written"
-            )
-            trainer = start(
-                "train",
-                [
-                    "train",
-                    "--csv",
-                    str(BEIJING),
-                    "--features",
-                    FEATURES,
-                    "--categorical",
-                    "cbwd",
-                    "--target",
-                    "pm2.5",
-                    "--name",
-                    "beijing-pm25",
-                    "--epochs",
-                    str(args.epochs),
-                    "--out",
-                    str(args.models),
-                ],
-                env,
-                logs,
-            )
-            children.append(trainer)
-        children.append(start("serve", ["serve"], env, logs))
+        trainer = train_bootstrap_model(args, env, children)
+        children.start("serve", ["serve"], env)
+        # After the bootstrap model: the worker then warm-starts from it instead of
+        # training a first model of its own at the same time.
         retrain_env = {
             **env,
             "SF_METRICS__PORT": "9465",
             "SF_RETRAIN__INTERVAL_S": str(args.retrain_interval),
             "SF_RETRAIN__THREADS": "1",
         }
-
-        def start_retrain() -> None:
-            # After the bootstrap model: the worker then warm-starts from it instead of
-            # training a first model of its own at the same time.
-            if trainer is not None and trainer.wait() != 0:
-                say("bootstrap training failed: see .run/train.log; retrain not started")
-                return
-            with starting:
-                if stopping.is_set():
-                    return
-                children.append(start("retrain", ["retrain"], retrain_env, logs))
-            say("retrain started (metrics on :9465, log in .run/retrain.log)")
-
-        threading.Thread(target=start_retrain, daemon=True).start()
-        children.append(
-            start(
-                "simulate",
-                [
-                    "simulate",
-                    "--source",
-                    "beijing",
-                    "--keys",
-                    str(args.stations),
-                    "--rate",
-                    str(args.rate),
-                    "--loop",
-                ],
-                env,
-                logs,
-            )
-        )
-        say("live view (Ctrl-C stops everything)")
+        children.start_after(trainer, "retrain", ["retrain"], retrain_env)
+        feed = ["--source", "beijing", "--keys", str(args.stations), "--rate", str(args.rate)]
+        children.start("simulate", ["simulate", *feed, "--loop"], env)
+        say("live view (Ctrl-C stops everything; retrain's metrics on :9465)")
         watch = [*CLI, "watch"] + (["--duration", str(args.duration)] if args.duration else [])
         subprocess.run(watch, env=env, check=False)
     except KeyboardInterrupt:
         pass
     finally:
-        with starting:
-            stopping.set()
         say("stopping")
-        for child in reversed(children):
-            if child.poll() is None:
-                child.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + 15
-        for child in children:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                child.wait(timeout=max(0.1, deadline - time.monotonic()))
-            if child.poll() is None:
-                child.kill()
+        children.stop_all()
         if started_kafka:
             subprocess.run([str(KAFKA_LOCAL), "stop"], check=False)
     say("stopped")

@@ -1,11 +1,26 @@
-"""Argument types shared by the subcommands' parsers."""
+"""What the commands share: argument types, the help layout, the CSV options of `train` and
+`backtest`, and stopping on SIGTERM."""
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import logging
 import math
-from collections.abc import Callable
-from typing import TypeVar
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
+
+from stream_forecaster.settings import ConfigError
+
+if TYPE_CHECKING:
+    from stream_forecaster.data.tables import TableSpec
+
+log = logging.getLogger("stream_forecaster")
+
+#: The exit status of a usage or configuration error.
+EXIT_USAGE = 2
 
 _N = TypeVar("_N", int, float)
 
@@ -38,3 +53,109 @@ def checked(
 
 #: A finite number greater than 0.
 positive_float = checked(float, "a number > 0", lambda v: 0 < v < math.inf)
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """Wraps one-paragraph texts; keeps texts with line breaks (examples) as written."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if "\n" in text:
+            return "".join(indent + line for line in text.splitlines(keepends=True))
+        return super()._fill_text(text, width, indent)
+
+
+def add_table_arguments(parser: argparse.ArgumentParser) -> None:
+    table = parser.add_argument_group("reading the CSV")
+    table.add_argument(
+        "--csv",
+        type=Path,
+        required=True,
+        metavar="FILE",
+        help="CSV file of readings (.csv, or compressed .gz/.xz/.bz2)",
+    )
+    table.add_argument(
+        "--key-column",
+        metavar="COLUMN",
+        help="column naming each row's series key (default: one series)",
+    )
+    table.add_argument(
+        "--time-column",
+        metavar="COLUMN",
+        help="column of epoch milliseconds or date-times, naive = UTC "
+        "(default: the first of ts, timestamp, time, date, datetime)",
+    )
+    table.add_argument(
+        "--time-parts",
+        metavar="COLS",
+        type=csv_list,
+        help="columns that make up the time, e.g. year,month,day,hour "
+        "(default when no time column is found and these four exist)",
+    )
+    table.add_argument(
+        "--missing",
+        choices=["ffill", "drop"],
+        default="ffill",
+        help="missing values: fill forward within a series (default), or drop "
+        "the rows; samples whose target was missing are never used",
+    )
+
+
+def stop_on_signals(then: str) -> threading.Event:
+    """An event set by the first SIGTERM or SIGINT (logged with ``then``: what the process
+    does before it stops); a second signal stops at once."""
+    import signal
+
+    stop = threading.Event()
+
+    def request_stop(signum: int, _frame: object) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt  # a second signal: stop now
+        log.info("%s received: %s", signal.Signals(signum).name, then)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    return stop
+
+
+def table_spec(
+    args: argparse.Namespace,
+    *,
+    features: Sequence[str],
+    target: str,
+    categorical: tuple[str, ...],
+    categories: dict[str, tuple[str, ...]],
+    missing: str,
+) -> TableSpec:
+    from stream_forecaster.data.tables import TableSpec, guess_time_columns, read_header
+
+    time_column, time_parts = args.time_column, args.time_parts
+    if time_column is None and time_parts is None:
+        time_column, time_parts = guess_time_columns(read_header(args.csv))
+        if time_column or time_parts:
+            log.info("time from %s", time_column or ",".join(time_parts or ()))
+    return TableSpec(
+        features=tuple(features),
+        target=target,
+        time_column=time_column,
+        time_parts=tuple(time_parts) if time_parts else None,
+        key_column=args.key_column,
+        categorical=categorical,
+        categories=categories,
+        missing=missing,  # type: ignore[arg-type]
+    )
+
+
+def require_training(command: str) -> None:
+    """Fail with one line when the training libraries (the ``[train]`` extra) are missing.
+
+    Raises:
+        ConfigError: TensorFlow or Keras is not installed.
+    """
+    missing = [name for name in ("tensorflow", "keras") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise ConfigError(
+            f"`stream-forecaster {command}` trains models and needs {' and '.join(missing)}, "
+            "which this install lacks; install the training extra: "
+            "pip install 'stream-forecaster[train]'"
+        )

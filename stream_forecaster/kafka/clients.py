@@ -1,13 +1,50 @@
-"""Kafka clients configured from the settings: the input consumer and the output producer."""
+"""Kafka clients configured from the settings: their common options (the cluster, TLS and
+SASL), the input consumer, the output producer, and whether a broker is reachable."""
 
 from __future__ import annotations
 
+import contextlib
 import socket
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from kafka import KafkaConsumer, KafkaProducer
+from pydantic import SecretStr
 
-from stream_forecaster.settings.config import Settings
+from stream_forecaster.settings import KafkaSettings, Settings
+
+
+def client_config(kafka: KafkaSettings) -> dict[str, Any]:
+    """Keyword arguments for kafka-python's KafkaProducer/KafkaConsumer/KafkaAdminClient:
+    the cluster's addresses, client id, timeouts and TLS/SASL settings."""
+    config: dict[str, Any] = {
+        "bootstrap_servers": kafka.bootstrap_servers.split(","),
+        "client_id": kafka.client_id,
+        "security_protocol": kafka.security_protocol,
+        "request_timeout_ms": kafka.request_timeout_ms,
+    }
+    optional: dict[str, Any] = {
+        "sasl_mechanism": kafka.sasl_mechanism,
+        "sasl_plain_username": kafka.sasl_plain_username,
+        "sasl_plain_password": _reveal(kafka.sasl_plain_password),
+        "ssl_cafile": _as_str(kafka.ssl_cafile),
+        "ssl_certfile": _as_str(kafka.ssl_certfile),
+        "ssl_keyfile": _as_str(kafka.ssl_keyfile),
+        "ssl_password": _reveal(kafka.ssl_password),
+    }
+    config.update({k: v for k, v in optional.items() if v is not None})
+    if kafka.security_protocol in ("SSL", "SASL_SSL"):
+        config["ssl_check_hostname"] = kafka.ssl_check_hostname
+    return config
+
+
+def _reveal(secret: SecretStr | None) -> str | None:
+    return None if secret is None else secret.get_secret_value()
+
+
+def _as_str(path: Path | None) -> str | None:
+    return None if path is None else str(path)
 
 
 def transactional_id(settings: Settings) -> str:
@@ -20,7 +57,7 @@ def make_consumer(settings: Settings, **overrides: Any) -> KafkaConsumer:
     """A group consumer of the input topic (not yet subscribed); auto-commit off."""
     p = settings.processing
     config: dict[str, Any] = {
-        **settings.kafka.client_config(),
+        **client_config(settings.kafka),
         "group_id": p.group_id,
         "enable_auto_commit": False,
         "auto_offset_reset": "earliest",
@@ -47,7 +84,7 @@ def make_producer(settings: Settings, **overrides: Any) -> KafkaProducer:
     :func:`transactional_id` (``init_transactions`` is called by the service).
     """
     config: dict[str, Any] = {
-        **settings.kafka.client_config(),
+        **client_config(settings.kafka),
         "acks": "all",
         "enable_idempotence": True,
         "linger_ms": 2,
@@ -62,3 +99,13 @@ def make_producer(settings: Settings, **overrides: Any) -> KafkaProducer:
         config["transaction_timeout_ms"] = 10_000
     config.update(overrides)
     return KafkaProducer(**config)
+
+
+def reachable(servers: Sequence[str]) -> bool:
+    """Whether a bootstrap server accepts connections (kafka-python 3.0 leaks a thread for
+    each client that cannot bootstrap: a down broker must not cost one per retry)."""
+    for server in servers:
+        host, _, port = server.rpartition(":")
+        with contextlib.suppress(OSError), socket.create_connection((host, int(port)), 1.0):
+            return True
+    return False

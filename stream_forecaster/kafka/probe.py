@@ -3,20 +3,22 @@ partitions end?
 
 It runs on its own thread with its own client, so it reports an outage even while the
 main loop is blocked in a Kafka call (a transaction commit waits for the broker to come
-back). Its end offsets feed the consumer-lag metric.
+back). Its end offsets feed the consumer-lag metric; each check's verdict goes to
+``on_check`` (``sf_kafka_connected``).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 
-from stream_forecaster.monitoring.metrics import ServiceMetrics
-from stream_forecaster.settings.config import Settings
+from stream_forecaster.kafka.clients import client_config
+from stream_forecaster.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -26,26 +28,26 @@ class BrokerProbe:
 
     Args:
         settings: the service settings (cluster and input topic).
-        metrics: ``sf_kafka_connected`` and ``sf_kafka_errors_total{operation="probe"}``.
         partitions: the input topic's partition count.
+        on_check: told after every check whether the brokers answered.
         interval_s: seconds between checks.
     """
 
     def __init__(
         self,
         settings: Settings,
-        metrics: ServiceMetrics,
         partitions: int,
+        on_check: Callable[[bool], None] = lambda _answering: None,
         interval_s: float = 1.0,
     ) -> None:
-        self.metrics = metrics
+        self.on_check = on_check
         self.interval_s = interval_s
         self.timeout_ms = max(1000, int(interval_s * 2000))
         self.partitions = [TopicPartition(settings.topics.input, p) for p in range(partitions)]
         self.end_offsets: dict[TopicPartition, int] = {}
         self.connected = True
         self._client_config = {
-            **settings.kafka.client_config(),
+            **client_config(settings.kafka),
             "client_id": f"{settings.kafka.client_id}-probe",
             "group_id": None,
             "enable_auto_commit": False,
@@ -67,7 +69,6 @@ class BrokerProbe:
             try:
                 client = KafkaConsumer(**self._client_config)
             except KafkaError as exc:  # e.g. NoBrokersAvailable
-                self.metrics.kafka_errors.labels(operation="probe").inc()
                 self._set(connected=False)
                 log.warning("broker probe cannot connect: %r", exc)
                 self._stop.wait(self.interval_s)
@@ -85,7 +86,6 @@ class BrokerProbe:
         try:
             ends = client.end_offsets(self.partitions, timeout_ms=self.timeout_ms)
         except (KafkaError, AssertionError, ValueError) as exc:
-            self.metrics.kafka_errors.labels(operation="probe").inc()
             if self.connected:
                 log.warning("Kafka brokers do not answer: %r", exc)
             self._set(connected=False)
@@ -98,4 +98,4 @@ class BrokerProbe:
 
     def _set(self, *, connected: bool) -> None:
         self.connected = connected
-        self.metrics.kafka_connected.set(1 if connected else 0)
+        self.on_check(connected)

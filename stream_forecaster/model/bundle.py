@@ -41,7 +41,20 @@ _HEADER_LEN: Final = len(_MAGIC) + len(b" sha256=") + 64 + 1
 
 
 class BundleError(ValueError):
-    """A bundle cannot be read or does not fit."""
+    """A bundle cannot be read or does not fit.
+
+    Attributes:
+        reason: why it is refused, the label of ``sf_model_bundles_rejected_total``:
+            ``damaged`` here; ``incompatible``, ``unsigned`` or ``forged`` in subclasses.
+    """
+
+    reason: str = "damaged"
+
+
+class IncompatibleBundle(BundleError):
+    """The bundle is valid but does not fit what the service was configured to serve."""
+
+    reason = "incompatible"
 
 
 class BundleChecksumError(BundleError):
@@ -147,8 +160,38 @@ class ModelBundle:
         categories: dict[str, tuple[str, ...]] | None = None,
         name: str = "default",
     ) -> ModelBundle:
-        """Bundle a trained Keras model; the version id is its creation time + weight hash."""
-        weights = tuple(np.asarray(w, dtype=np.float32) for w in model.get_weights())
+        """Bundle a trained Keras model (see :meth:`from_weights`)."""
+        return cls.from_weights(
+            tuple(np.asarray(w, dtype=np.float32) for w in model.get_weights()),
+            features=features,
+            target=target,
+            window=window,
+            scaling=scaling,
+            training=training,
+            categories=categories,
+            name=name,
+        )
+
+    @classmethod
+    def from_weights(
+        cls,
+        weights: tuple[npt.NDArray[np.float32], ...],
+        *,
+        features: list[str] | tuple[str, ...],
+        target: str,
+        window: int,
+        scaling: Scaling,
+        training: TrainingInfo,
+        categories: dict[str, tuple[str, ...]] | None = None,
+        name: str = "default",
+    ) -> ModelBundle:
+        """Bundle the seed network's weights (in Keras's ``get_weights()`` order); the
+        version id is the creation time and a hash of the weights.
+
+        Raises:
+            BundleError: the weights do not fit the seed network for these features.
+        """
+        weights = tuple(np.asarray(w, dtype=np.float32) for w in weights)
         manifest = BundleManifest(
             name=name,
             version=new_version_id(weights, training.created_at),
@@ -159,7 +202,9 @@ class ModelBundle:
             scaling=scaling,
             training=training,
         )
-        return cls(manifest=manifest, weights=weights)
+        bundle = cls(manifest=manifest, weights=weights)
+        bundle._check_shapes(name)
+        return bundle
 
     # -- bytes ---------------------------------------------------------------------------
 

@@ -18,19 +18,17 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
-from stream_forecaster.model.bundle import BundleError, ModelBundle, resolve_bundle
+from stream_forecaster.model.bundle import (
+    BundleError,
+    IncompatibleBundle,
+    ModelBundle,
+    resolve_bundle,
+)
 from stream_forecaster.model.registry import MANIFEST_NAME, Registry, RegistryError
-from stream_forecaster.model.signing import SignatureError, verify
-from stream_forecaster.monitoring.metrics import ServiceMetrics
-from stream_forecaster.settings.config import ModelSettings
+from stream_forecaster.model.signing import SIGNATURE_SUFFIX, verify
+from stream_forecaster.settings import ModelSettings
 
 log = logging.getLogger(__name__)
-
-SIGNATURE_SUFFIX = ".sig"
-
-
-class _Incompatible(BundleError):
-    """The bundle is valid but does not fit the configured features/target/window."""
 
 
 class ModelSource:
@@ -39,19 +37,16 @@ class ModelSource:
     Args:
         settings: the model settings (path, signing secret, and the
             features/target/window to insist on).
-        metrics: counts load failures (``sf_model_load_failures``).
-        on_reject: optionally told of each rejected bundle, as ``(reason, detail)`` with
-            reason ``unsigned``, ``forged``, ``damaged`` or ``incompatible``.
+        on_reject: told of each rejected bundle, as ``(reason, detail)`` with reason
+            ``unsigned``, ``forged``, ``damaged`` or ``incompatible``.
     """
 
     def __init__(
         self,
         settings: ModelSettings,
-        metrics: ServiceMetrics,
-        on_reject: Callable[[str, str], None] | None = None,
+        on_reject: Callable[[str, str], None] = lambda _reason, _detail: None,
     ) -> None:
         self.settings = settings
-        self.metrics = metrics
         self.on_reject = on_reject
         secret = settings.signing_secret
         self._secret = secret.get_secret_value() if secret is not None else None
@@ -113,31 +108,28 @@ class ModelSource:
         return path, _sidecar_signature(path)
 
     def _rejected(self, path: Path, exc: BundleError) -> None:
-        self.metrics.model_load_failures.inc()
-        reason: str
-        if isinstance(exc, SignatureError):
-            reason = exc.reason
-        elif isinstance(exc, _Incompatible):
-            reason = "incompatible"
-        else:
-            reason = "damaged"
-        log.error("cannot serve model bundle %s (%s): %s", path, reason, exc)
-        if self.on_reject is not None:
-            self.on_reject(reason, f"{path}: {exc}")
+        log.error("cannot serve model bundle %s (%s): %s", path, exc.reason, exc)
+        self.on_reject(exc.reason, f"{path}: {exc}")
 
     def check_fits(self, bundle: ModelBundle) -> None:
+        """Refuse a bundle that does not read the configured features, forecast the
+        configured target or have the configured window.
+
+        Raises:
+            IncompatibleBundle: it does not fit; the message names the setting.
+        """
         m, s = bundle.manifest, self.settings
         if s.features is not None and list(m.features) != s.features:
-            raise _Incompatible(
+            raise IncompatibleBundle(
                 f"SF_MODEL__FEATURES is {s.features}, but model {m.version} reads "
                 f"{list(m.features)}"
             )
         if s.target is not None and m.target != s.target:
-            raise _Incompatible(
+            raise IncompatibleBundle(
                 f"SF_MODEL__TARGET is {s.target!r}, but model {m.version} forecasts {m.target!r}"
             )
         if "window" in s.model_fields_set and m.window != s.window:
-            raise _Incompatible(
+            raise IncompatibleBundle(
                 f"SF_MODEL__WINDOW is {s.window}, but model {m.version} has window {m.window}"
             )
 

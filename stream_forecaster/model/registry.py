@@ -30,6 +30,7 @@ from typing import Final, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from stream_forecaster.model.bundle import BUNDLE_SUFFIX, BundleError, ModelBundle, atomic_write
+from stream_forecaster.model.signing import SIGNATURE_SUFFIX
 
 log = logging.getLogger(__name__)
 
@@ -309,7 +310,7 @@ class Registry:
                 continue
             if any(e.version == bundle.version for e in entries):
                 continue
-            sidecar = path.with_name(path.name + ".sig")
+            sidecar = path.with_name(path.name + SIGNATURE_SUFFIX)
             signature = sidecar.read_text().strip() if sidecar.is_file() else None
             entries.append(
                 Entry(

@@ -16,6 +16,8 @@ from typing import Final, Literal
 from stream_forecaster.model.bundle import BundleError
 
 SECRET_SETTING: Final = "SF_MODEL__SIGNING_SECRET"
+#: A bundle file's signature is in the file of its name plus this (``<bundle>.sig``).
+SIGNATURE_SUFFIX: Final = ".sig"
 _HEX_RE: Final = re.compile(r"^[0-9a-f]{64}$")
 
 RejectReason = Literal["unsigned", "forged"]
@@ -30,7 +32,7 @@ class SignatureError(BundleError):
 
     def __init__(self, reason: RejectReason, message: str) -> None:
         super().__init__(message)
-        self.reason: RejectReason = reason
+        self.reason = reason
 
 
 def sign(data: bytes, secret: str) -> str:

@@ -19,13 +19,14 @@ import time
 from collections.abc import Callable
 from typing import Any, Final
 
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.admin import NewTopic
-from kafka.errors import KafkaError, TopicAlreadyExistsError
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.errors import KafkaError
 
+from stream_forecaster.kafka.clients import client_config
+from stream_forecaster.kafka.topics import TopicError, TopicSpec, ensure_topic
 from stream_forecaster.model.bundle import BundleError, ModelBundle
 from stream_forecaster.model.signing import SignatureError, verify
-from stream_forecaster.settings.config import Settings
+from stream_forecaster.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -62,30 +63,11 @@ def ensure_model_topic(settings: Settings) -> str:
         ModelTopicError: the brokers cannot be reached or refuse.
     """
     topic = settings.topics.models
+    spec = TopicSpec(topic, 1, TOPIC_CONFIG, purpose="model topic")
     try:
-        admin = KafkaAdminClient(
-            **settings.kafka.client_config(), bootstrap_timeout_ms=_PUBLISH_BOOTSTRAP_MS
-        )
-    except KafkaError as exc:
-        raise ModelTopicError(_unreachable(settings, exc)) from None
-    try:
-        admin.create_topics(
-            [
-                NewTopic(
-                    topic,
-                    num_partitions=1,
-                    replication_factor=-1,  # the broker's default.replication.factor
-                    topic_configs=TOPIC_CONFIG,
-                )
-            ]
-        )
-        log.info("created model topic %s (1 partition, compacted)", topic)
-    except TopicAlreadyExistsError:
-        pass
-    except KafkaError as exc:
-        raise ModelTopicError(f"cannot create the model topic {topic}: {exc!r}") from None
-    finally:
-        admin.close()
+        ensure_topic(settings.kafka, spec, bootstrap_timeout_ms=_PUBLISH_BOOTSTRAP_MS)
+    except TopicError as exc:
+        raise ModelTopicError(str(exc)) from None
     return topic
 
 
@@ -120,7 +102,7 @@ def publish_bundle(
         headers.append((SIGNATURE_HEADER, signature.encode("ascii")))
     try:
         producer = KafkaProducer(
-            **settings.kafka.client_config(),
+            **client_config(settings.kafka),
             acks="all",
             enable_idempotence=True,
             max_request_size=_MAX_MESSAGE_BYTES,
@@ -188,7 +170,7 @@ class ModelFollower:
         self._backoff_max_s = settings.state.retry_backoff_max_s
         self._bootstrap = settings.kafka.bootstrap_servers
         self._config: dict[str, Any] = {
-            **settings.kafka.client_config(),
+            **client_config(settings.kafka),
             "client_id": f"{settings.kafka.client_id}-models",
             "group_id": None,
             "enable_auto_commit": False,

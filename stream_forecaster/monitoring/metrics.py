@@ -1,4 +1,4 @@
-"""Prometheus metrics of the forecaster, on an injectable registry.
+"""Every metric ``serve`` exports, on an injectable registry.
 
 Names carry their unit and counters end in ``_total``, as Prometheus recommends. Each test
 builds its own :class:`~prometheus_client.CollectorRegistry` and reads values back with
@@ -7,106 +7,16 @@ builds its own :class:`~prometheus_client.CollectorRegistry` and reads values ba
 
 from __future__ import annotations
 
-import threading
-from collections import deque
-from collections.abc import Iterator
-
-import numpy as np
-import numpy.typing as npt
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import HistogramMetricFamily, Metric
-from prometheus_client.utils import floatToGoString
 
+from stream_forecaster.monitoring.histograms import (
+    BATCH_BUCKETS,
+    INFERENCE_BUCKETS,
+    LATENCY_BUCKETS,
+    BulkHistogram,
+)
 from stream_forecaster.scoring.online import UNSCORED_REASONS
-from stream_forecaster.wire.readings import INVALID_REASONS
-
-#: Latency buckets in seconds: 1 ms .. 60 s.
-LATENCY_BUCKETS = (
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
-)  # fmt: skip
-#: Inference buckets in seconds: 50 µs .. 5 s.
-INFERENCE_BUCKETS = (
-    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0,
-)  # fmt: skip
-BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192)
-
-
-#: Observations :meth:`BulkHistogram.observe` holds before counting them (between scrapes).
-_FOLD_AT = 10_000
-
-
-class BulkHistogram:
-    """A histogram for the hot path, exported exactly as a prometheus_client ``Histogram``
-    with the same buckets would be: values are counted a batch at a time (one numpy pass)
-    instead of one locked ``observe`` each.
-
-    Args:
-        name: the metric name (samples ``_bucket``, ``_count``, ``_sum``).
-        documentation: its help text.
-        buckets: upper bounds, ascending (``+Inf`` is added).
-        registry: where to register it.
-    """
-
-    def __init__(
-        self,
-        name: str,
-        documentation: str,
-        buckets: tuple[float, ...],
-        registry: CollectorRegistry,
-    ) -> None:
-        self.name = name
-        self.documentation = documentation
-        self._bounds = np.asarray(buckets, dtype=np.float64)
-        self._counts = np.zeros(len(buckets) + 1, dtype=np.int64)  # the last: above all
-        self._sum = 0.0
-        self._lock = threading.Lock()
-        self._held: deque[float] = deque()  # appended from any thread, folded in here
-        registry.register(self)
-
-    def observe(self, value: float) -> None:
-        """Count one value (cheap: from a client callback thread, for instance)."""
-        self._held.append(value)
-        if len(self._held) >= _FOLD_AT:
-            self._fold()
-
-    def observe_many(self, values: npt.ArrayLike) -> None:
-        """Count a batch of values."""
-        array = np.asarray(values, dtype=np.float64).ravel()
-        if not array.size:
-            return
-        slots = np.searchsorted(self._bounds, array, side="left")  # value <= bound
-        counts = np.bincount(slots, minlength=len(self._counts))
-        with self._lock:
-            self._counts += counts
-            self._sum += float(array.sum())
-
-    def _fold(self) -> None:
-        """Count the held values. Two threads may fold at once (a callback reaching
-        ``_FOLD_AT`` while a scrape collects): each value is popped by exactly one."""
-        held, values = self._held, []
-        try:
-            for _ in range(len(held)):
-                values.append(held.popleft())
-        except IndexError:  # the other fold took the rest
-            pass
-        self.observe_many(values)
-
-    def describe(self) -> Iterator[Metric]:
-        yield HistogramMetricFamily(self.name, self.documentation)
-
-    def collect(self) -> Iterator[Metric]:
-        self._fold()
-        with self._lock:
-            cumulative = np.cumsum(self._counts).tolist()
-            total = self._sum
-        bounds = [floatToGoString(b) for b in self._bounds.tolist()]  # type: ignore[no-untyped-call]
-        bounds.append("+Inf")
-        yield HistogramMetricFamily(
-            self.name,
-            self.documentation,
-            buckets=list(zip(bounds, cumulative, strict=True)),
-            sum_value=total,
-        )
+from stream_forecaster.wire.errors import INVALID_REASONS
 
 
 class ServiceMetrics:
@@ -307,7 +217,6 @@ class ServiceMetrics:
             self.online_scored,
             self.interval_coverage,
         )
-        self.scored_versions: set[str] = set()
         self.forecasts_unscored = Counter(
             "sf_forecasts_unscored",
             "Forecasts never scored, by reason: no_actual (no reading at their time), "
@@ -351,73 +260,3 @@ class ServiceMetrics:
             self.forecasts_unscored.labels(reason=reason)
         for reason in ("unsigned", "forged", "damaged", "incompatible"):
             self.model_bundles_rejected.labels(reason=reason)
-
-    def set_model(self, name: str, version: str) -> None:
-        """Record the model now served (only one model_info series is 1)."""
-        self.model_info.clear()
-        self.model_info.labels(name=name, version=version).set(1)
-        self.model_loaded.set(1)
-
-
-class RetrainMetrics:
-    """Every metric of ``stream-forecaster retrain``.
-
-    Args:
-        registry: where the metrics are registered (each test passes its own).
-    """
-
-    def __init__(self, registry: CollectorRegistry) -> None:
-        self.registry = registry
-        r = registry
-        self.readings = Counter(
-            "sf_retrain_readings", "Input readings added to the retraining history.", registry=r
-        )
-        self.history_keys = Gauge(
-            "sf_retrain_history_keys", "Keys in the retraining history.", registry=r
-        )
-        self.runs = Counter(
-            "sf_retrain_runs",
-            "Retraining runs by outcome: promoted, rejected (by the gate), failed.",
-            ["outcome"],
-            registry=r,
-        )
-        self.triggers = Counter(
-            "sf_retrain_triggers",
-            "Why a retraining started: first (enough history for a first model), schedule, "
-            "drift (live MAE above the validation MAE times the drift factor).",
-            ["reason"],
-            registry=r,
-        )
-        self.duration_seconds = Histogram(
-            "sf_retrain_duration_seconds",
-            "Wall time of a retraining run (training and the gate).",
-            buckets=(1, 5, 10, 30, 60, 120, 300, 600, 1800, 3600),
-            registry=r,
-        )
-        self.samples = Gauge(
-            "sf_retrain_samples",
-            "Windows in the last run, by part: train, validation, holdout.",
-            ["part"],
-            registry=r,
-        )
-        self.holdout_mae = Gauge(
-            "sf_retrain_holdout_mae",
-            "MAE on the last run's held-out data, by model: candidate, current, persistence.",
-            ["model"],
-            registry=r,
-        )
-        self.live_mae = Gauge(
-            "sf_retrain_live_mae",
-            "The current model's MAE on the readings since it was trained (what serve's "
-            "forecasts scored); compared with its validation MAE for drift.",
-            registry=r,
-        )
-        self.last_run_timestamp = Gauge(
-            "sf_retrain_last_run_timestamp_seconds",
-            "Unix time the last retraining run ended.",
-            registry=r,
-        )
-        for outcome in ("promoted", "rejected", "failed"):
-            self.runs.labels(outcome=outcome)
-        for reason in ("first", "schedule", "drift"):
-            self.triggers.labels(reason=reason)

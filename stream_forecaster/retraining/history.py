@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 
-from stream_forecaster.data.tables import Series, forward_fill
+from stream_forecaster.data.series import Series, forward_fill
 
 
 class _KeyHistory:

@@ -17,24 +17,26 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, Literal
 
 from kafka import KafkaConsumer
 from kafka.errors import KafkaError
 
-from stream_forecaster.data.tables import DataError, Windows, make_windows
+from stream_forecaster.data.series import Windows, make_windows
+from stream_forecaster.data.tables import DataError
+from stream_forecaster.kafka.clients import client_config
 from stream_forecaster.model.bundle import BundleError, ModelBundle
+from stream_forecaster.model.handoff import add_judged
 from stream_forecaster.model.registry import Registry
-from stream_forecaster.model.signing import sign
-from stream_forecaster.model.topic import publish_bundle
 from stream_forecaster.monitoring.http import HttpEndpoints
-from stream_forecaster.monitoring.metrics import RetrainMetrics
+from stream_forecaster.monitoring.retrain_metrics import RetrainMetrics
+from stream_forecaster.retraining.gate import Verdict, gate
 from stream_forecaster.retraining.history import History
-from stream_forecaster.settings.config import ConfigError, Settings
+from stream_forecaster.settings import ConfigError, Settings
 from stream_forecaster.training.fit import Errors, Split, TrainOptions, fit, predict, score
 from stream_forecaster.training.fit import split_by_time as split_windows
-from stream_forecaster.wire.readings import InvalidRecord, decode_reading
+from stream_forecaster.wire.errors import InvalidRecord
+from stream_forecaster.wire.readings import decode_reading
 
 log = logging.getLogger(__name__)
 
@@ -42,57 +44,6 @@ Trigger = Literal["first", "schedule", "drift"]
 _CHECK_EVERY_S = 5.0
 _VALIDATION_SHARE = 0.15
 _LIVE_WINDOWS_MAX = 5000
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """The promotion gate's decision.
-
-    Args:
-        promote: the candidate goes live.
-        reason: why, in words (logged and kept in the registry).
-        candidate: the candidate's errors on the held-out windows.
-        current: the current model's errors on the same windows (None for a first model).
-    """
-
-    promote: bool
-    reason: str
-    candidate: Errors
-    current: Errors | None
-
-
-def gate(candidate: Errors, current: Errors | None) -> Verdict:
-    """A first model must beat persistence; a later one the current model, on the same
-    held-out windows."""
-    if current is None:
-        if candidate.mae < candidate.persistence_mae:
-            return Verdict(
-                True,
-                f"first model: holdout MAE {candidate.mae:.4f} beats persistence "
-                f"{candidate.persistence_mae:.4f}",
-                candidate,
-                None,
-            )
-        return Verdict(
-            False,
-            f"first model: holdout MAE {candidate.mae:.4f} does not beat persistence "
-            f"{candidate.persistence_mae:.4f}",
-            candidate,
-            None,
-        )
-    if candidate.mae < current.mae:
-        return Verdict(
-            True,
-            f"holdout MAE {candidate.mae:.4f} beats the current model's {current.mae:.4f}",
-            candidate,
-            current,
-        )
-    return Verdict(
-        False,
-        f"holdout MAE {candidate.mae:.4f} does not beat the current model's {current.mae:.4f}",
-        candidate,
-        current,
-    )
 
 
 class RetrainWorker:
@@ -193,7 +144,7 @@ class RetrainWorker:
         s = self.settings
         consumer = KafkaConsumer(
             s.topics.input,
-            **s.kafka.client_config(),
+            **client_config(s.kafka),
             group_id=s.retrain.group_id,
             enable_auto_commit=True,
             auto_offset_reset="earliest",
@@ -370,23 +321,19 @@ class RetrainWorker:
             "persistence_mae": candidate_errors.persistence_mae,
             **({"current_mae": current_errors.mae} if current_errors else {}),
         }
-        secret = self.settings.model.signing_secret
-        data = candidate.to_bytes()
-        signature = sign(data, secret.get_secret_value()) if secret else None
+        add_judged(
+            self.settings,
+            self.registry,
+            candidate,
+            promote=verdict.promote,
+            reason=verdict.reason,
+            figures=figures,
+        )
         if verdict.promote:
-            self.registry.add(candidate, status="promoted", metrics=figures, signature=signature)
-            publish_bundle(self.settings, candidate, signature, data=data)
             self.current = candidate
             self.metrics.runs.labels(outcome="promoted").inc()
             log.info("promoted %s: %s", candidate.version, verdict.reason)
         else:
-            self.registry.add(
-                candidate,
-                status="rejected",
-                reason=verdict.reason,
-                metrics=figures,
-                signature=signature,
-            )
             self.metrics.runs.labels(outcome="rejected").inc()
             log.warning("rejected %s: %s", candidate.version, verdict.reason)
         self._last_outcome = f"{'promoted' if verdict.promote else 'rejected'} {candidate.version}"

@@ -1,1 +1,7 @@
-"""scoring."""
+"""Online accuracy of the served forecasts, and their prediction intervals.
+
+- ``online``: the scorer: forecasts held until their actual, scored per model version.
+- ``figures``: the scored points and their sliding windows, and the offline recomputation.
+- ``conformal``: the split conformal half-width.
+- ``checks``: what the scorer is given, checked.
+"""

@@ -36,280 +36,28 @@ Not thread-safe: one scorer belongs to one processing loop.
 from __future__ import annotations
 
 import math
-from array import array
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Final, NamedTuple
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Final
 
 import numpy as np
 import numpy.typing as npt
 
 if TYPE_CHECKING:
-    from stream_forecaster.settings.config import ScoringSettings
+    from stream_forecaster.settings import ScoringSettings
+
+from stream_forecaster.scoring.checks import check_all_finite, check_finite, checked_bounds
+from stream_forecaster.scoring.conformal import ConformalCalibration
+from stream_forecaster.scoring.figures import (
+    Held,
+    ScoredPoint,
+    ScoredPoints,
+    VersionStats,
+    VersionWindow,
+)
 
 #: Why a forecast was not scored; every key of :attr:`OnlineScorer.unscored`.
 UNSCORED_REASONS: Final = ("superseded", "no_actual", "overflow", "forgotten")
-
-#: An offline point: (model_version, forecast, actual, persistence, lower, upper).
-OfflinePoint = tuple[str, float, float, float, float | None, float | None]
-
-
-class ScoredPoint(NamedTuple):
-    """One forecast scored against its actual (a named tuple: cheap to make, one per
-    scored reading).
-
-    Args:
-        key: the series key.
-        ts: the time the forecast was for, epoch milliseconds.
-        model_version: the version of the model that made it.
-        forecast: the forecast.
-        actual: the target's value at ``ts``.
-        persistence: the naive forecast (the target's value at the window's end).
-        lower: the interval's lower bound, or None when it had none.
-        upper: the interval's upper bound, or None when it had none.
-        abs_error: ``|actual - forecast|``.
-        squared_error: ``(actual - forecast) ** 2``.
-        persistence_abs_error: ``|actual - persistence|``.
-        covered: ``lower <= actual <= upper``; None without an interval.
-    """
-
-    key: str
-    ts: int
-    model_version: str
-    forecast: float
-    actual: float
-    persistence: float
-    lower: float | None
-    upper: float | None
-    abs_error: float
-    squared_error: float
-    persistence_abs_error: float
-    covered: bool | None
-
-
-@dataclass(frozen=True)
-class VersionStats:
-    """Accuracy of one model version over its last ``window`` scored points.
-
-    Args:
-        n: scored points in the window (at most ``window``).
-        scored_total: points scored for this version since it was first (or again) seen.
-        mae: mean absolute error.
-        rmse: root mean squared error.
-        persistence_mae: persistence's mean absolute error on the same points.
-        skill: ``1 - mae / persistence_mae``; None when ``persistence_mae`` is 0.
-        coverage: share of the points with an interval whose actual was inside it; None
-            when no point in the window had an interval.
-        n_intervals: points in the window that had an interval.
-    """
-
-    n: int
-    scored_total: int
-    mae: float
-    rmse: float
-    persistence_mae: float
-    skill: float | None
-    coverage: float | None
-    n_intervals: int
-
-
-def _stats(
-    *,
-    n: int,
-    scored_total: int,
-    sum_abs: float,
-    sum_squared: float,
-    sum_persistence: float,
-    n_intervals: int,
-    n_covered: int,
-) -> VersionStats:
-    mae = sum_abs / n
-    persistence_mae = sum_persistence / n
-    return VersionStats(
-        n=n,
-        scored_total=scored_total,
-        mae=mae,
-        rmse=math.sqrt(sum_squared / n),
-        persistence_mae=persistence_mae,
-        skill=None if persistence_mae == 0 else 1.0 - mae / persistence_mae,
-        coverage=n_covered / n_intervals if n_intervals else None,
-        n_intervals=n_intervals,
-    )
-
-
-class _RunningSum:
-    """The values of a ring buffer and their correctly rounded float64 sum."""
-
-    __slots__ = ("total", "values", "view")
-
-    def __init__(self, window: int) -> None:
-        self.values = array("d", bytes(8 * window))
-        self.view = np.frombuffer(self.values, dtype=np.float64)  # the same memory
-        self.total = 0.0
-
-    def replace_many(self, slots: npt.NDArray[np.int64], values: npt.NDArray[np.float64]) -> None:
-        """Put ``values`` at distinct ``slots``, then sum exactly again (one ``fsum`` per
-        batch)."""
-        self.view[slots] = values
-        self.total = math.fsum(self.values)
-
-
-class _VersionWindow:
-    """The last ``window`` scored points of one model version."""
-
-    __slots__ = (
-        "_coverage_view",
-        "abs_errors",
-        "coverage",
-        "head",
-        "n",
-        "n_covered",
-        "n_intervals",
-        "persistence_errors",
-        "scored_total",
-        "squared_errors",
-        "window",
-    )
-
-    def __init__(self, window: int) -> None:
-        self.window = window
-        self.abs_errors = _RunningSum(window)
-        self.squared_errors = _RunningSum(window)
-        self.persistence_errors = _RunningSum(window)
-        # Per slot: -1 no interval (or unused), 0 not covered, 1 covered.
-        self.coverage = array("b", [-1]) * window
-        self._coverage_view = np.frombuffer(self.coverage, dtype=np.int8)  # the same memory
-        self.head = 0
-        self.n = 0
-        self.scored_total = 0
-        self.n_intervals = 0
-        self.n_covered = 0
-
-    def add_many(self, points: _Points) -> None:
-        """Add ``points`` (all of this version), in order: the oldest in the window go."""
-        k = len(points.abs_errors)
-        kept = min(k, self.window)  # of more points than the window holds, the last ones
-        slots = (self.head + np.arange(k - kept, k)) % self.window
-        covered = np.asarray(points.covered[k - kept :], dtype=np.int8)
-        old = self._coverage_view[slots]
-        self.n_intervals += int((covered >= 0).sum()) - int((old >= 0).sum())
-        self.n_covered += int(covered[covered > 0].sum()) - int(old[old > 0].sum())
-        self._coverage_view[slots] = covered
-        for running, values in (
-            (self.abs_errors, points.abs_errors),
-            (self.squared_errors, points.squared_errors),
-            (self.persistence_errors, points.persistence_errors),
-        ):
-            running.replace_many(slots, np.asarray(values[k - kept :], dtype=np.float64))
-        self.head = (self.head + k) % self.window
-        self.n = min(self.n + k, self.window)
-        self.scored_total += k
-
-    def stats(self) -> VersionStats:
-        return _stats(
-            n=self.n,
-            scored_total=self.scored_total,
-            sum_abs=self.abs_errors.total,
-            sum_squared=self.squared_errors.total,
-            sum_persistence=self.persistence_errors.total,
-            n_intervals=self.n_intervals,
-            n_covered=self.n_covered,
-        )
-
-
-@dataclass
-class _Points:
-    """Scored points waiting to be recorded together (:meth:`OnlineScorer.score_many`)."""
-
-    versions: list[str] = field(default_factory=list)
-    abs_errors: list[float] = field(default_factory=list)
-    squared_errors: list[float] = field(default_factory=list)
-    persistence_errors: list[float] = field(default_factory=list)
-    covered: list[int] = field(default_factory=list)
-
-    def add(self, pending: _Pending, actual: float) -> None:
-        """Score ``pending`` against ``actual``."""
-        error = actual - pending.forecast
-        self.versions.append(pending.model_version)
-        self.abs_errors.append(abs(error))
-        self.squared_errors.append(error * error)
-        self.persistence_errors.append(abs(actual - pending.persistence))
-        self.covered.append(_covered(pending, actual))
-
-    def of(self, version: str) -> _Points:
-        """The points of ``version``, in order."""
-        if all(v == version for v in self.versions):
-            return self
-        mine = [i for i, v in enumerate(self.versions) if v == version]
-        return _Points(
-            [version] * len(mine),
-            [self.abs_errors[i] for i in mine],
-            [self.squared_errors[i] for i in mine],
-            [self.persistence_errors[i] for i in mine],
-            [self.covered[i] for i in mine],
-        )
-
-
-class _Pending(NamedTuple):
-    ts: int
-    forecast: float
-    persistence: float
-    model_version: str
-    lower: float | None
-    upper: float | None
-
-
-def _check_finite(name: str, value: float) -> None:
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number; received {value!r}")
-
-
-def _check_all_finite(
-    name: str, values: npt.NDArray[np.float64], skip: npt.NDArray[np.bool_] | None = None
-) -> None:
-    """Raise naming the first non-finite value (not counting those marked in ``skip``)."""
-    bad_values = ~np.isfinite(values) if skip is None else ~np.isfinite(values) & ~skip
-    if (bad := np.flatnonzero(bad_values)).size:
-        i = int(bad[0])
-        raise ValueError(
-            f"{name} must be a finite number; received {float(values[i])!r} at index {i}"
-        )
-
-
-def _bounds(
-    lower: npt.ArrayLike | None, upper: npt.ArrayLike | None, n: int
-) -> tuple[list[float | None], list[float | None]] | None:
-    """The checked interval bounds of :meth:`OnlineScorer.expect_many`, as lists (None
-    where both bounds are NaN), or None without intervals."""
-    if (lower is None) != (upper is None):
-        raise ValueError("lower and upper must both be given or both be None")
-    if lower is None or upper is None:
-        return None
-    low = np.asarray(lower, dtype=np.float64)
-    high = np.asarray(upper, dtype=np.float64)
-    if low.shape != (n,) or high.shape != (n,):
-        raise ValueError(f"expected {n} lower and upper bounds; received {low.shape}, {high.shape}")
-    none = np.isnan(low) & np.isnan(high)
-    _check_all_finite("lower", low, skip=none)
-    _check_all_finite("upper", high, skip=none)
-    if (bad := np.flatnonzero(low > high)).size:
-        i = int(bad[0])
-        raise ValueError(
-            f"expected lower <= upper; received {float(low[i])!r} > {float(high[i])!r} at index {i}"
-        )
-    lows: list[float | None] = low.tolist()
-    highs: list[float | None] = high.tolist()
-    for i in np.flatnonzero(none).tolist():
-        lows[i] = highs[i] = None
-    return lows, highs
-
-
-def _covered(pending: _Pending, actual: float) -> int:
-    """1 when ``actual`` is inside the pending forecast's interval, 0 outside, -1 without."""
-    if pending.lower is None or pending.upper is None:
-        return -1
-    return int(pending.lower <= actual <= pending.upper)
 
 
 class OnlineScorer:
@@ -355,13 +103,9 @@ class OnlineScorer:
         self.max_versions = max_versions
         self.max_pending = max_pending
         self.unscored: dict[str, int] = dict.fromkeys(UNSCORED_REASONS, 0)
-        self._pending: OrderedDict[str, _Pending] = OrderedDict()
-        self._versions: OrderedDict[str, _VersionWindow] = OrderedDict()
-        self._errors = array("d", bytes(8 * window))
-        self._errors_head = 0
-        self._n_errors = 0
-        self._half_width: float | None = None
-        self._half_width_valid = False
+        self._pending: OrderedDict[str, Held] = OrderedDict()
+        self._versions: OrderedDict[str, VersionWindow] = OrderedDict()
+        self.calibration = ConformalCalibration(window, coverage, min_errors)
 
     @classmethod
     def from_settings(
@@ -417,8 +161,8 @@ class OnlineScorer:
             upper: the interval's upper bound, or None; keyword-only.
         """
         forecast, persistence = float(forecast), float(persistence)  # numpy scalars too
-        _check_finite("forecast", forecast)
-        _check_finite("persistence", persistence)
+        check_finite("forecast", forecast)
+        check_finite("persistence", persistence)
         if (lower is None) != (upper is None):
             raise ValueError(
                 f"lower and upper must both be given or both be None; received "
@@ -426,11 +170,11 @@ class OnlineScorer:
             )
         if lower is not None and upper is not None:
             lower, upper = float(lower), float(upper)
-            _check_finite("lower", lower)
-            _check_finite("upper", upper)
+            check_finite("lower", lower)
+            check_finite("upper", upper)
             if lower > upper:
                 raise ValueError(f"expected lower <= upper; received {lower!r} > {upper!r}")
-        self._hold(key, _Pending(ts, forecast, persistence, model_version, lower, upper))
+        self._hold(key, Held(ts, forecast, persistence, model_version, lower, upper))
 
     def expect_many(
         self,
@@ -468,14 +212,14 @@ class OnlineScorer:
                 f"({len(keys)}); received {len(ts)}, {len(values)} and {len(naive)}"
             )
         for name, array_ in (("forecast", values), ("persistence", naive)):
-            _check_all_finite(name, array_)
-        bounds = _bounds(lower, upper, len(values))
-        points = _Points()
+            check_all_finite(name, array_)
+        bounds = checked_bounds(lower, upper, len(values))
+        points = ScoredPoints()
         hold, take = self._hold, self._take
         for i, (key, stamp, forecast, naive_forecast) in enumerate(
             zip(keys, ts, values.tolist(), naive.tolist(), strict=True)
         ):
-            pending = _Pending(
+            pending = Held(
                 stamp,
                 forecast,
                 naive_forecast,
@@ -490,7 +234,7 @@ class OnlineScorer:
         self._record_many(points)
         return len(points.versions)
 
-    def _hold(self, key: str, pending: _Pending) -> None:
+    def _hold(self, key: str, pending: Held) -> None:
         """Make ``pending`` the key's pending forecast (see :meth:`expect`)."""
         old = self._pending.pop(key, None)
         if old is not None:
@@ -550,7 +294,7 @@ class OnlineScorer:
     def score_many(self, keys: Sequence[str], ts: Sequence[int], actuals: Sequence[float]) -> int:
         """:meth:`score` of each reading in turn, the errors recorded together; returns how
         many were scored."""
-        points = _Points()
+        points = ScoredPoints()
         take = self._take
         for key, stamp, actual in zip(keys, ts, actuals, strict=True):
             if (taken := take(key, stamp, actual)) is not None:
@@ -558,19 +302,19 @@ class OnlineScorer:
         self._record_many(points)
         return len(points.versions)
 
-    def _score(self, key: str, ts: int, actual: float) -> tuple[_Pending, float, float, int] | None:
+    def _score(self, key: str, ts: int, actual: float) -> tuple[Held, float, float, int] | None:
         """Take ``key``'s pending forecast and record its errors if ``actual`` scores it
         (see :meth:`observe`); returns (pending, actual, error, covered: 1, 0 or -1 without
         an interval)."""
         if (taken := self._take(key, ts, actual)) is None:
             return None
         pending, actual = taken
-        point = _Points()
+        point = ScoredPoints()
         point.add(pending, actual)
         self._record_many(point)
         return pending, actual, actual - pending.forecast, point.covered[0]
 
-    def _take(self, key: str, ts: int, actual: float) -> tuple[_Pending, float] | None:
+    def _take(self, key: str, ts: int, actual: float) -> tuple[Held, float] | None:
         """Remove and return ``key``'s pending forecast with ``actual`` as a float, when
         ``actual`` scores it (see :meth:`observe`); else None (counting ``no_actual`` when
         the pending forecast is dropped)."""
@@ -584,7 +328,7 @@ class OnlineScorer:
             return None
         return pending, actual
 
-    def _record_many(self, points: _Points) -> None:
+    def _record_many(self, points: ScoredPoints) -> None:
         """Record ``points``, in order: per version, and the absolute errors the intervals
         are calibrated on. (Versions are kept in the order of their last point; with more
         than ``max_versions`` versions in one batch, which are forgotten may differ from
@@ -594,18 +338,13 @@ class OnlineScorer:
             return
         for version in reversed(dict.fromkeys(reversed(points.versions))):
             self._window_of(version).add_many(points.of(version))
-        kept = min(k, self.window)
-        slots = (self._errors_head + np.arange(k - kept, k)) % self.window
-        np.frombuffer(self._errors)[slots] = points.abs_errors[k - kept :]
-        self._errors_head = (self._errors_head + k) % self.window
-        self._n_errors = min(self._n_errors + k, self.window)
-        self._half_width_valid = False
+        self.calibration.add_many(points.abs_errors)
 
-    def _window_of(self, version: str) -> _VersionWindow:
+    def _window_of(self, version: str) -> VersionWindow:
         """The version's window, made the most recently scored (created if new)."""
         window = self._versions.get(version)
         if window is None:
-            window = self._versions[version] = _VersionWindow(self.window)
+            window = self._versions[version] = VersionWindow(self.window)
             if len(self._versions) > self.max_versions:
                 self._versions.popitem(last=False)
         else:
@@ -630,21 +369,11 @@ class OnlineScorer:
     @property
     def n_errors(self) -> int:
         """Absolute errors the intervals are calibrated on (at most ``window``)."""
-        return self._n_errors
+        return self.calibration.n_errors
 
     def half_width(self) -> float | None:
         """The conformal half-width ``q``, or None while fewer than ``min_errors`` errors."""
-        if not self._half_width_valid:
-            n = self._n_errors
-            if n < self.min_errors:
-                self._half_width = None
-            else:
-                # The slack keeps e.g. (24 + 1) * 0.28 = 7.000000000000001 from ranking 8th.
-                rank = min(max(math.ceil((n + 1) * self.coverage - 1e-9), 1), n)
-                errors = np.partition(np.frombuffer(self._errors)[:n], rank - 1)
-                self._half_width = float(errors[rank - 1])
-            self._half_width_valid = True
-        return self._half_width
+        return self.calibration.half_width()
 
     def interval(self, forecast: float) -> tuple[float, float] | None:
         """``(forecast - q, forecast + q)``, or None while fewer than ``min_errors`` errors."""
@@ -661,47 +390,3 @@ class OnlineScorer:
             return None
         values = np.asarray(forecasts, dtype=np.float64)
         return values - q, values + q
-
-
-def offline_stats(points: Iterable[OfflinePoint], window: int) -> dict[str, VersionStats]:
-    """The figures of :meth:`OnlineScorer.stats`, by plain recomputation.
-
-    Args:
-        points: scored points in the order they were scored, each
-            ``(model_version, forecast, actual, persistence, lower, upper)``, with
-            ``lower``/``upper`` None when the forecast had no interval.
-        window: points per version in the sliding window.
-
-    Returns:
-        Each version's figures over its last ``window`` points, in order of first appearance.
-    """
-    if window < 1:
-        raise ValueError(f"window must be at least 1; received {window}")
-    by_version: dict[str, list[OfflinePoint]] = {}
-    for point in points:
-        by_version.setdefault(point[0], []).append(point)
-    result: dict[str, VersionStats] = {}
-    for version, all_points in by_version.items():
-        last = all_points[-window:]
-        abs_errors: list[float] = []
-        squared_errors: list[float] = []
-        persistence_errors: list[float] = []
-        n_intervals = n_covered = 0
-        for _, forecast, actual, persistence, lower, upper in last:
-            error = actual - forecast
-            abs_errors.append(abs(error))
-            squared_errors.append(error * error)
-            persistence_errors.append(abs(actual - persistence))
-            if lower is not None and upper is not None:
-                n_intervals += 1
-                n_covered += lower <= actual <= upper
-        result[version] = _stats(
-            n=len(last),
-            scored_total=len(all_points),
-            sum_abs=math.fsum(abs_errors),
-            sum_squared=math.fsum(squared_errors),
-            sum_persistence=math.fsum(persistence_errors),
-            n_intervals=n_intervals,
-            n_covered=n_covered,
-        )
-    return result

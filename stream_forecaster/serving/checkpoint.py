@@ -29,7 +29,7 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 
-from stream_forecaster.serving.pipeline import BatchOutput
+from stream_forecaster.serving.batch import BatchOutput
 from stream_forecaster.wire.records import OutputRecord
 
 

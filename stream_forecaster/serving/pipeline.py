@@ -11,62 +11,27 @@ drop (on revoke) and load (on assignment) the windows of whole partitions.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import math
 import operator
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass, field
 
 import numpy as np
-import numpy.typing as npt
 
-from stream_forecaster.monitoring.metrics import ServiceMetrics
 from stream_forecaster.scoring.online import OnlineScorer
+from stream_forecaster.serving.batch import BatchOutput, BatchReport, Eviction, Restored
 from stream_forecaster.serving.engine import InferenceEngine
-from stream_forecaster.settings.config import Settings
-from stream_forecaster.state.windows import GAP_ACTIONS, OUTCOMES, SnapshotError, WindowStore
+from stream_forecaster.serving.forecasting import Forecaster, ReadyWindows
+from stream_forecaster.settings import Settings
+from stream_forecaster.state.snapshots import SnapshotError
+from stream_forecaster.state.updates import GAP_ACTIONS, OUTCOMES
+from stream_forecaster.state.windows import WindowStore
 from stream_forecaster.wire.dead_letters import dead_letter
-from stream_forecaster.wire.readings import (
-    InvalidRecord,
-    check_features,
-    decode_reading_fields,
-    encode_forecast,
-)
+from stream_forecaster.wire.errors import InvalidRecord
+from stream_forecaster.wire.readings import check_features, decode_reading_fields
 from stream_forecaster.wire.records import InputRecord, OutputRecord
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class BatchOutput:
-    """What one batch produced.
-
-    Args:
-        forecasts: forecast records, in input order.
-        dead_letters: rejected input records, in input order.
-        changed: key -> input partition of every window the batch changed (for the
-            changelog, written at the checkpoint: :meth:`BatchProcessor.changelog`).
-        offsets: per (topic, partition), the next offset to commit.
-    """
-
-    forecasts: list[OutputRecord] = field(default_factory=list)
-    dead_letters: list[OutputRecord] = field(default_factory=list)
-    changed: dict[str, int] = field(default_factory=dict)
-    offsets: dict[tuple[str, int], int] = field(default_factory=dict)
-
-
-@dataclass
-class _Pending:
-    """The forecasts a batch is about to make, one entry per forecast (the persistence
-    forecasts, checked and indexed as an array, stay one)."""
-
-    keys: list[str]
-    window_end_ts: list[int]
-    forecast_ts: list[int]
-    source_timestamp_ms: list[int]
-    persistence: npt.NDArray[np.float64]
 
 
 class BatchProcessor:
@@ -74,25 +39,22 @@ class BatchProcessor:
 
     Args:
         settings: the service settings (topics, windows, limits).
-        metrics: where to count what happens.
         clock: monotonic seconds (injectable for tests).
     """
 
     def __init__(
         self,
         settings: Settings,
-        metrics: ServiceMetrics,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings
-        self.metrics = metrics
         self.clock = clock
         self.engine: InferenceEngine | None = None
         self.store: WindowStore | None = None
         self.partition_of: dict[str, int] = {}
         self.changelog_topic = settings.changelog_topic() if settings.state.changelog else None
         self.scorer = OnlineScorer.from_settings(settings.scoring)
-        self._unscored_seen = dict(self.scorer.unscored)
+        self.forecaster = Forecaster(settings.scoring, self.scorer, settings.topics.output)
 
     def use_engine(self, engine: InferenceEngine) -> None:
         """Serve with ``engine`` from the next batch on.
@@ -124,7 +86,6 @@ class BatchProcessor:
             late_tolerance_ms=w.late_tolerance_ms,
         )
         self.partition_of.clear()
-        self.metrics.active_keys.set(0)
 
     def process(self, records: Sequence[InputRecord]) -> BatchOutput:
         """Process one batch; see the module docstring for the order of things.
@@ -145,10 +106,9 @@ class BatchProcessor:
         stamps: list[int] = []
         rows: list[tuple[float | None, ...]] = []
         accepted: list[InputRecord] = []
-        per_topic: dict[str, int] = {}
+        report = out.report
         for record in records:
             out.offsets[(record.topic, record.partition)] = record.offset + 1
-            per_topic[record.topic] = per_topic.get(record.topic, 0) + 1
             try:
                 key, ts, values = decode_reading_fields(
                     record.key, record.value, max_bytes=max_bytes
@@ -156,27 +116,32 @@ class BatchProcessor:
                 if values.keys() != feature_set:  # else the checks pass: skip the f-string
                     check_features(values, features, where=f"{key}@offset {record.offset}")
             except InvalidRecord as error:
-                self.metrics.records_invalid.labels(reason=error.reason).inc()
+                report.invalid[error.reason] += 1
                 out.dead_letters.append(dead_letter(record, error, topics.dead_letter))
                 continue
             keys.append(key)
             stamps.append(ts)
             rows.append(in_model_order(values))  # in model order
             accepted.append(record)
-        for topic, n in per_topic.items():
-            self.metrics.records.labels(topic=topic).inc(n)
+        report.records.update(record.topic for record in records)
         if keys:
             out.forecasts, out.changed = self._window_and_forecast(
-                engine, store, keys=keys, stamps=stamps, ordered_rows=rows, accepted=accepted
+                engine,
+                store,
+                report,
+                keys=keys,
+                stamps=stamps,
+                ordered_rows=rows,
+                accepted=accepted,
             )
-        self.metrics.active_keys.set(len(store))
-        self._export_scores()
+        report.active_keys = len(store)
         return out
 
     def _window_and_forecast(
         self,
         engine: InferenceEngine,
         store: WindowStore,
+        report: BatchReport,
         *,
         keys: list[str],
         stamps: list[int],
@@ -193,13 +158,9 @@ class BatchProcessor:
         actuals = dict(zip(zip(keys, stamps, strict=True), targets, strict=True))
         update = store.update_batch(keys, ts, rows, self.clock())
         outcomes = np.bincount(update.outcome, minlength=len(OUTCOMES)).tolist()
-        for outcome, count in zip(OUTCOMES[1:], outcomes[1:], strict=True):
-            if count:
-                self.metrics.readings_ignored.labels(rule=outcome).inc(count)
+        report.ignored.update(dict(zip(OUTCOMES[1:], outcomes[1:], strict=True)))
         gaps = np.bincount(update.gap, minlength=len(GAP_ACTIONS)).tolist()
-        for action, count in zip(GAP_ACTIONS[1:], gaps[1:], strict=True):
-            if count:
-                self.metrics.window_gaps.labels(action=action).inc(count)
+        report.gaps.update(dict(zip(GAP_ACTIONS[1:], gaps[1:], strict=True)))
         changed: dict[str, int] = {}
         partition_of = self.partition_of
         for i in np.flatnonzero(update.outcome == 0).tolist():
@@ -209,14 +170,15 @@ class BatchProcessor:
             return [], changed
         end_ts = ts[update.forecastable]
         which = update.forecastable.tolist()
-        pending = _Pending(
+        ready = ReadyWindows(
             keys=[keys[i] for i in which],
             window_end_ts=end_ts.tolist(),
             forecast_ts=(end_ts + update.intervals).tolist(),
             source_timestamp_ms=[accepted[i].timestamp for i in which],
             persistence=update.windows[:, -1, engine.target_index].astype(np.float64),
+            windows=update.windows,
         )
-        return self._forecast(engine, pending, update.windows, actuals), changed
+        return self.forecaster.forecast(engine, ready, actuals, report), changed
 
     def changelog(self, changed: Mapping[str, int]) -> list[OutputRecord]:
         """The changelog records of ``changed`` keys (key -> input partition): a snapshot of
@@ -234,54 +196,6 @@ class BatchProcessor:
         assert self.changelog_topic is not None
         return OutputRecord(self.changelog_topic, key.encode(), value, partition=partition)
 
-    def _intervals(
-        self,
-        engine: InferenceEngine,
-        windows: npt.NDArray[np.float32],
-        values: npt.NDArray[np.float64],
-    ) -> tuple[npt.NDArray[np.float64] | None, npt.NDArray[np.float64] | None]:
-        """Prediction interval bounds at the configured coverage (None while the conformal
-        calibration has too few errors)."""
-        s = self.settings.scoring
-        if s.interval_method == "mc_dropout":
-            samples = engine.dropout_samples(windows, s.mc_samples)
-            tail = (1 - s.coverage) / 2
-            low, high = np.quantile(samples, [tail, 1 - tail], axis=1)
-            return np.minimum(low, values), np.maximum(high, values)
-        bounds = self.scorer.intervals(values)
-        return (None, None) if bounds is None else bounds
-
-    def _export_scores(self) -> None:
-        """Online accuracy per model version, unscored counts, calibration."""
-        m, scorer = self.metrics, self.scorer
-        kept = set(scorer.versions())
-        for version in m.scored_versions - kept:
-            for gauge in m.online_by_version:
-                with contextlib.suppress(KeyError):
-                    gauge.remove(version)
-        m.scored_versions = kept
-        for version in kept:
-            stats = scorer.stats(version)
-            if stats is None:
-                continue
-            m.online_mae.labels(version).set(stats.mae)
-            m.online_rmse.labels(version).set(stats.rmse)
-            m.online_persistence_mae.labels(version).set(stats.persistence_mae)
-            m.online_scored.labels(version).set(stats.n)
-            if stats.skill is not None:
-                m.online_skill.labels(version).set(stats.skill)
-            if stats.coverage is not None:
-                m.interval_coverage.labels(version).set(stats.coverage)
-        for reason, count in scorer.unscored.items():
-            delta = count - self._unscored_seen.get(reason, 0)
-            if delta > 0:
-                m.forecasts_unscored.labels(reason=reason).inc(delta)
-        self._unscored_seen = dict(scorer.unscored)
-        m.forecasts_pending.set(scorer.n_pending)
-        half_width = scorer.half_width()
-        if half_width is not None:
-            m.interval_half_width.set(half_width)
-
     # -- state of whole partitions ---------------------------------------------------------
 
     def forget_partitions(self, partitions: Collection[int]) -> int:
@@ -293,14 +207,14 @@ class BatchProcessor:
             self.store.drop(key)
             del self.partition_of[key]
             self.scorer.forget(key)
-        self.metrics.active_keys.set(len(self.store))
         return len(gone)
 
-    def load_windows(self, partition: int, snapshots: dict[str, bytes]) -> int:
-        """Load restored snapshots of keys from input ``partition``; returns how many loaded.
+    def load_windows(self, partition: int, snapshots: dict[str, bytes]) -> Restored:
+        """Load restored snapshots of keys from input ``partition``; returns how many were
+        loaded and skipped.
 
-        A snapshot that does not fit the current model's window shape is skipped (logged
-        and counted): the key warms up afresh.
+        A snapshot that does not fit the current model's window shape is skipped (logged):
+        the key warms up afresh.
         """
         if self.store is None:
             raise RuntimeError("no model loaded: call use_engine() first")
@@ -310,100 +224,40 @@ class BatchProcessor:
             try:
                 self.store.load_snapshot(key, data, now)
             except SnapshotError as exc:
-                self.metrics.state_snapshots_skipped.inc()
                 log.warning("window of %s not restored: %s", key, exc)
                 continue
             self.partition_of[key] = partition
             loaded += 1
-        self.metrics.active_keys.set(len(self.store))
-        return loaded
+        return Restored(loaded, len(snapshots) - loaded)
 
-    def _forecast(
-        self,
-        engine: InferenceEngine,
-        pending: _Pending,
-        windows: npt.NDArray[np.float32],
-        actuals: dict[tuple[str, int], float],
-    ) -> list[OutputRecord]:
-        started = time.perf_counter()
-        values = engine.forecast(windows)
-        self.metrics.inference_seconds.observe(time.perf_counter() - started)
-        self.metrics.batch_size.observe(len(pending.keys))
-        lower, upper = self._intervals(engine, windows, values)
-        if lower is not None and upper is not None:  # no interval where a bound is not finite
-            bounded = np.isfinite(lower) & np.isfinite(upper)
-            lower, upper = np.where(bounded, lower, np.nan), np.where(bounded, upper, np.nan)
-        finite = np.isfinite(values)
-        for i in np.flatnonzero(~finite).tolist():
-            self.metrics.forecasts_non_finite.inc()
-            log.warning(
-                "model %s gave a non-finite forecast for %s@%d; not published",
-                engine.version,
-                pending.keys[i],
-                pending.window_end_ts[i],
-            )
-        # Held for scoring; those whose actual came later in this batch (catching up) are
-        # scored at once.
-        scored = np.flatnonzero(finite & np.isfinite(pending.persistence))
-        which = scored.tolist()
-        self.scorer.expect_many(
-            [pending.keys[i] for i in which],
-            [pending.forecast_ts[i] for i in which],
-            values[scored],
-            pending.persistence[scored],
-            engine.version,
-            lower=None if lower is None else lower[scored],
-            upper=None if upper is None else upper[scored],
-            actuals=actuals,
-        )
-        target = engine.bundle.manifest.target
-        topic = self.settings.topics.output
-        lows, highs = _optional(lower, len(values)), _optional(upper, len(values))
-        return [
-            OutputRecord(
-                topic=topic,
-                key=pending.keys[i].encode(),
-                value=encode_forecast(
-                    key=pending.keys[i],
-                    ts=pending.forecast_ts[i],
-                    target=target,
-                    forecast=value,
-                    lower=low,
-                    upper=high,
-                    model_version=engine.version,
-                    window_end_ts=pending.window_end_ts[i],
-                ),
-                source_timestamp_ms=pending.source_timestamp_ms[i],
-            )
-            for i, (value, low, high, ok) in enumerate(
-                zip(values.tolist(), lows, highs, finite.tolist(), strict=True)
-            )
-            if ok
-        ]
+    @property
+    def active_keys(self) -> int:
+        """Keys with a window."""
+        return 0 if self.store is None else len(self.store)
 
-    def evict_idle(self) -> list[OutputRecord]:
-        """Evict keys idle longer than the TTL; returns their changelog tombstones."""
+    def evict_idle(self) -> Eviction:
+        """Evict keys idle longer than the TTL; returns how many and their changelog
+        tombstones."""
         if self.store is None:
-            return []
+            return Eviction(0, [])
         evicted = self.store.evict_idle(self.clock(), self.settings.windows.key_ttl_s)
         partitions = [self.partition_of.pop(key, None) for key in evicted]
         for key in evicted:
             self.scorer.forget(key)
         if evicted:
-            self.metrics.keys_evicted.inc(len(evicted))
-            self.metrics.active_keys.set(len(self.store))
             log.info(
                 "evicted %d keys idle for more than %.0fs",
                 len(evicted),
                 self.settings.windows.key_ttl_s,
             )
         if self.changelog_topic is None:
-            return []
-        return [
+            return Eviction(len(evicted), [])
+        tombstones = [
             self._changelog_record(key, partition, None)
             for key, partition in zip(evicted, partitions, strict=True)
             if partition is not None
         ]
+        return Eviction(len(evicted), tombstones)
 
 
 def _getter(
@@ -414,10 +268,3 @@ def _getter(
         name = names[0]
         return lambda values: (values[name],)
     return operator.itemgetter(*names)
-
-
-def _optional(values: npt.NDArray[np.float64] | None, n: int) -> list[float | None]:
-    """``values`` as a list with None for NaN; ``n`` Nones when there are none."""
-    if values is None:
-        return [None] * n
-    return [None if math.isnan(v) else v for v in values.tolist()]

@@ -22,11 +22,11 @@ import time
 from collections.abc import Collection
 from typing import Any, Final
 
-from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
-from kafka.admin import NewTopic
-from kafka.errors import TopicAlreadyExistsError
+from kafka import KafkaConsumer, TopicPartition
 
-from stream_forecaster.settings.config import Settings
+from stream_forecaster.kafka.clients import client_config
+from stream_forecaster.kafka.topics import TopicError, TopicSpec, ensure_topic
+from stream_forecaster.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -57,31 +57,14 @@ def ensure_changelog_topic(settings: Settings, input_partitions: int) -> str:
         The changelog topic's name.
 
     Raises:
-        ChangelogError: the topic exists with another partition count.
+        ChangelogError: the topic exists with another partition count, or cannot be created.
     """
     topic = settings.changelog_topic()
-    admin = KafkaAdminClient(**settings.kafka.client_config())
+    spec = TopicSpec(topic, input_partitions, TOPIC_CONFIG, purpose="changelog topic")
     try:
-        try:
-            admin.create_topics(
-                [
-                    NewTopic(
-                        topic,
-                        num_partitions=input_partitions,
-                        replication_factor=-1,  # the broker's default.replication.factor
-                        topic_configs=TOPIC_CONFIG,
-                    )
-                ]
-            )
-            log.info(
-                "created changelog topic %s (%d partitions, compacted)", topic, input_partitions
-            )
-        except TopicAlreadyExistsError:
-            pass
-        described = admin.describe_topics([topic])
-        found = len(described[0].get("partitions") or [])
-    finally:
-        admin.close()
+        found = ensure_topic(settings.kafka, spec)
+    except TopicError as exc:
+        raise ChangelogError(str(exc)) from None
     if found != input_partitions:
         raise ChangelogError(
             f"changelog topic {topic} has {found} partitions, expected {input_partitions} "
@@ -102,7 +85,7 @@ class ChangelogReader:
         self.topic = settings.changelog_topic()
         self.timeout_s = settings.state.restore_timeout_s
         common: dict[str, Any] = {
-            **settings.kafka.client_config(),
+            **client_config(settings.kafka),
             "group_id": None,
             "enable_auto_commit": False,
             "auto_offset_reset": "earliest",

@@ -1,9 +1,4 @@
-"""Rolling windows per series key, in preallocated numpy ring buffers.
-
-All keys share one float32 array of shape ``(capacity, window, n_features)``; a key owns
-one slot of it, plus a few scalars in parallel arrays. Memory per key is bounded and
-known (:meth:`WindowStore.bytes_per_key`); capacity doubles when the slots run out and
-slots of evicted keys are reused.
+"""Rolling windows per series key, and the time rules that keep them.
 
 Time rules, applied to each reading of a key against that key's newest reading:
 
@@ -19,85 +14,38 @@ Time rules, applied to each reading of a key against that key's newest reading:
 The sampling interval is the configured one, or learned per key as the median of its last
 eight steps.
 
-A key's whole state can be written out as a snapshot (:meth:`WindowStore.snapshot`) and
-loaded back bit for bit (:meth:`WindowStore.load_snapshot`): the changelog that lets
-windows survive restarts and rebalances is made of these. Layout, little-endian::
-
-    b"SFW1"  window:u32  n_features:u32
-    head:i64  rows:i64  last_nan_row:i64  newest_ts:i64  n_steps:i64  steps:8*i64
-    values: window*n_features float32, in ring-buffer order
+A key's whole state can be written out as a snapshot (:meth:`WindowStore.snapshot`,
+layout in :mod:`stream_forecaster.state.snapshots`) and loaded back bit for bit
+(:meth:`WindowStore.load_snapshot`). The storage (slots in preallocated numpy arrays) is
+:class:`~stream_forecaster.state.window_slots.WindowSlots`.
 """
 
 from __future__ import annotations
 
-import struct
 from dataclasses import dataclass
-from typing import Any, Final, Literal, NamedTuple
+from typing import Final, Literal, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 
-Outcome = Literal["appended", "duplicate", "out_of_order", "late"]
-GapAction = Literal["none", "reset", "fill"]
-#: :attr:`BatchUpdate.outcome` codes index this.
-OUTCOMES: Final[tuple[Outcome, ...]] = ("appended", "duplicate", "out_of_order", "late")
-#: :attr:`BatchUpdate.gap` codes index this.
-GAP_ACTIONS: Final[tuple[GapAction, ...]] = ("none", "reset", "fill")
+from stream_forecaster.state.snapshots import SnapshotCodec, SnapshotFields
+from stream_forecaster.state.updates import (
+    GAP_ACTIONS,
+    OUTCOMES,
+    BatchUpdate,
+    GapAction,
+    Outcome,
+    Update,
+    rounds,
+)
+from stream_forecaster.state.window_slots import WindowSlots
 
-_STEPS_KEPT: Final = 8
 #: Fewer readings than this in a round of :meth:`WindowStore.update_batch` are applied one
 #: by one (numpy's per-call overhead is larger than the loop's). Not Final: tests lower it.
 _MIN_VECTORISED = 16
-_INITIAL_CAPACITY: Final = 64
-_SNAPSHOT_MAGIC: Final = b"SFW1"
-_SNAPSHOT_HEAD: Final = struct.Struct(f"<4sII5q{_STEPS_KEPT}q")
 
 
-class SnapshotError(ValueError):
-    """A window snapshot that cannot be loaded: damaged, or for another window shape."""
-
-
-@dataclass(frozen=True)
-class Update:
-    """What one reading did to its key's window.
-
-    Args:
-        outcome: ``appended``, or why the reading was ignored.
-        gap: ``reset`` or ``fill`` when the reading came after a gap, else ``none``.
-        ready: the window is full and complete: a forecast can be made from it now.
-        slot: the key's slot in the store.
-        new_key: the reading created the key.
-    """
-
-    outcome: Outcome
-    gap: GapAction
-    ready: bool
-    slot: int
-    new_key: bool
-
-
-@dataclass(frozen=True)
-class BatchUpdate:
-    """What a batch of readings did to their keys' windows (:meth:`WindowStore.update_batch`).
-
-    Args:
-        outcome: per reading, an index into :data:`OUTCOMES`.
-        gap: per reading, an index into :data:`GAP_ACTIONS`.
-        forecastable: the readings that were appended and left their window ready, in
-            input order.
-        windows: the window of each of those, right after its reading, oldest reading
-            first; shape ``(len(forecastable), window, n_features)``.
-        intervals: the key's sampling interval in ms at that point, for each of those.
-    """
-
-    outcome: npt.NDArray[np.int8]
-    gap: npt.NDArray[np.int8]
-    forecastable: npt.NDArray[np.int64]
-    windows: npt.NDArray[np.float32]
-    intervals: npt.NDArray[np.int64]
-
-
-class WindowStore:
+class WindowStore(WindowSlots):
     """Windows of many series keys.
 
     Args:
@@ -107,6 +55,7 @@ class WindowStore:
         max_gap: a step longer than this many intervals is a gap.
         gap_policy: ``"reset"`` the window on a gap, or ``"fill"`` the missing steps.
         late_tolerance_ms: older readings within this of the newest count as out of order.
+        capacity: slots allocated at first (they double when full).
     """
 
     def __init__(
@@ -118,108 +67,13 @@ class WindowStore:
         max_gap: float = 3.0,
         gap_policy: Literal["reset", "fill"] = "reset",
         late_tolerance_ms: int = 0,
-        capacity: int = _INITIAL_CAPACITY,
+        capacity: int = 64,
     ) -> None:
-        if window < 1 or n_features < 1:
-            raise ValueError(f"expected window and n_features >= 1, got {window}, {n_features}")
-        self.window = window
-        self.n_features = n_features
-        self.interval_ms = interval_ms
+        super().__init__(window, n_features, interval_ms=interval_ms, capacity=capacity)
         self.max_gap = max_gap
         self.gap_policy = gap_policy
         self.late_tolerance_ms = late_tolerance_ms
-        # The snapshot layout (module docstring) as a numpy record: _SNAPSHOT_HEAD, values.
-        self._snapshot_layout = np.dtype(
-            [
-                ("magic", "S4"),
-                ("window", "<u4"),
-                ("n_features", "<u4"),
-                ("head", "<i8"),
-                ("rows", "<i8"),
-                ("last_nan_row", "<i8"),
-                ("newest_ts", "<i8"),
-                ("n_steps", "<i8"),
-                ("steps", "<i8", (_STEPS_KEPT,)),
-                ("values", "<f4", (window, n_features)),
-            ]
-        )
-        self._slots: dict[str, int] = {}
-        self._keys: list[str | None] = []
-        self._free: list[int] = []
-        self._allocate(max(1, capacity))
-
-    # -- storage ---------------------------------------------------------------------------
-
-    def _allocate(self, capacity: int) -> None:
-        """Create the arrays, or grow them to ``capacity`` slots keeping their contents."""
-        old = len(self._keys)
-
-        def grown(name: str, shape: tuple[int, ...], dtype: type, fill: float) -> npt.NDArray[Any]:
-            array: npt.NDArray[Any] = np.full((capacity, *shape), fill, dtype=dtype)
-            if old:
-                array[:old] = getattr(self, name)
-            return array
-
-        self._values = grown("_values", (self.window, self.n_features), np.float32, np.nan)
-        self._head = grown("_head", (), np.int64, 0)
-        self._rows = grown("_rows", (), np.int64, 0)
-        self._last_nan_row = grown("_last_nan_row", (), np.int64, -1)
-        self._newest_ts = grown("_newest_ts", (), np.int64, 0)
-        self._steps = grown("_steps", (_STEPS_KEPT,), np.int64, 0)
-        self._n_steps = grown("_n_steps", (), np.int64, 0)
-        # The median of the kept steps, updated as they are learned (read per reading).
-        self._learned_interval = grown("_learned_interval", (), np.int64, 0)
-        self._last_seen = grown("_last_seen", (), np.float64, 0.0)
-        self._keys.extend([None] * (capacity - old))
-        self._free.extend(range(capacity - 1, old - 1, -1))
-
-    @property
-    def capacity(self) -> int:
-        return len(self._keys)
-
-    def __len__(self) -> int:
-        return len(self._slots)
-
-    def __contains__(self, key: object) -> bool:
-        return key in self._slots
-
-    def keys(self) -> list[str]:
-        return list(self._slots)
-
-    def bytes_per_key(self) -> int:
-        """Bytes of numpy storage per slot (the dict entry and key string come on top)."""
-        arrays = (
-            self._values,
-            self._head,
-            self._rows,
-            self._last_nan_row,
-            self._newest_ts,
-            self._steps,
-            self._n_steps,
-            self._learned_interval,
-            self._last_seen,
-        )
-        return sum(a.nbytes for a in arrays) // self.capacity
-
-    def _slot_for(self, key: str) -> tuple[int, bool]:
-        slot = self._slots.get(key)
-        if slot is not None:
-            return slot, False
-        if not self._free:
-            self._allocate(self.capacity * 2)
-        slot = self._free.pop()
-        self._slots[key] = slot
-        self._keys[slot] = key
-        self._clear(slot)
-        return slot, True
-
-    def _clear(self, slot: int) -> None:
-        self._head[slot] = 0
-        self._rows[slot] = 0
-        self._last_nan_row[slot] = -1
-        self._newest_ts[slot] = 0
-        self._n_steps[slot] = 0
-        self._learned_interval[slot] = 0
+        self._codec = SnapshotCodec(window, n_features)
 
     # -- updates ---------------------------------------------------------------------------
 
@@ -317,7 +171,7 @@ class WindowStore:
             self._one_by_one(batch, members)
             if len(members) < _MIN_VECTORISED
             else self._round(batch, members)
-            for members in _rounds(batch.slots)
+            for members in rounds(batch.slots)
         ]
         if not found:
             found = [self._one_by_one(batch, _NO_ROWS)]
@@ -419,78 +273,12 @@ class WindowStore:
         order = (head[:, None] + np.arange(w)) % w
         return _Ready(members[ready], self._values[slots[:, None], order], self._intervals(slots))
 
-    def _learn_steps(self, slots: npt.NDArray[np.int64], steps: npt.NDArray[np.int64]) -> None:
-        """:meth:`_learn_step` for distinct ``slots`` at once."""
-        if not len(slots):
-            return
-        n_steps = self._n_steps[slots]
-        self._steps[slots, n_steps % _STEPS_KEPT] = steps
-        self._n_steps[slots] = n_steps + 1
-        full = n_steps + 1 >= _STEPS_KEPT
-        median = np.median(self._steps[slots[full]], axis=1)
-        self._learned_interval[slots[full]] = median.astype(np.int64)
-        for slot in slots[~full].tolist():
-            self._learned_interval[slot] = self._median_step(slot)
-
-    def _intervals(self, slots: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
-        """:meth:`interval` of each of ``slots``."""
-        if self.interval_ms is not None:
-            return np.full(len(slots), self.interval_ms, dtype=np.int64)
-        return self._learned_interval[slots]
-
-    def _append(self, slot: int, row: npt.NDArray[np.float32], has_nan: bool) -> None:
-        head = int(self._head[slot])
-        self._values[slot, head] = row
-        if has_nan:
-            self._last_nan_row[slot] = self._rows[slot]
-        self._head[slot] = (head + 1) % self.window
-        self._rows[slot] += 1
-
-    def _learn_step(self, slot: int, step: int) -> None:
-        n = int(self._n_steps[slot])
-        self._steps[slot, n % _STEPS_KEPT] = step
-        self._n_steps[slot] = n + 1
-        self._learned_interval[slot] = self._median_step(slot)
-
-    def _median_step(self, slot: int) -> int:
-        """The median of the key's kept steps (0 when none), truncated to whole ms as
-        ``int(np.median(...))`` would be; in plain Python, as numpy's median costs tens of
-        microseconds on eight numbers."""
-        n = min(int(self._n_steps[slot]), _STEPS_KEPT)
-        if not n:
-            return 0
-        steps = sorted(self._steps[slot, :n].tolist())
-        middle = n // 2
-        return int(steps[middle] if n % 2 else (steps[middle - 1] + steps[middle]) / 2)
-
     # -- reading ---------------------------------------------------------------------------
-
-    def is_ready(self, slot: int) -> bool:
-        """The window holds ``window`` readings, every value known."""
-        rows = int(self._rows[slot])
-        return rows >= self.window and int(self._last_nan_row[slot]) < rows - self.window
-
-    def interval(self, slot: int) -> int:
-        """The key's sampling interval in ms (configured, or learned; 0 while unknown)."""
-        if self.interval_ms is not None:
-            return self.interval_ms
-        return int(self._learned_interval[slot])
-
-    def newest_ts(self, slot: int) -> int:
-        return int(self._newest_ts[slot])
-
-    def window_of(self, slot: int) -> npt.NDArray[np.float32]:
-        """The key's window, oldest reading first, shape ``(window, n_features)`` (a copy)."""
-        values, head = self._values[slot], int(self._head[slot])
-        return np.concatenate((values[head:], values[:head]))
-
-    def slot_of(self, key: str) -> int | None:
-        return self._slots.get(key)
 
     # -- snapshots -------------------------------------------------------------------------
 
     def snapshot(self, key: str) -> bytes:
-        """The key's complete state as bytes (layout in the module docstring).
+        """The key's complete state as bytes.
 
         Raises:
             KeyError: the store does not hold ``key``.
@@ -505,20 +293,17 @@ class WindowStore:
             KeyError: the store does not hold one of ``keys``.
         """
         slots = np.fromiter((self._slots[k] for k in keys), dtype=np.int64, count=len(keys))
-        layout = self._snapshot_layout
-        out = np.empty(len(keys), dtype=layout)
-        out["magic"] = _SNAPSHOT_MAGIC
-        out["window"] = self.window
-        out["n_features"] = self.n_features
-        out["head"] = self._head[slots]
-        out["rows"] = self._rows[slots]
-        out["last_nan_row"] = self._last_nan_row[slots]
-        out["newest_ts"] = self._newest_ts[slots]
-        out["n_steps"] = self._n_steps[slots]
-        out["steps"] = self._steps[slots]
-        out["values"] = self._values[slots]
-        data, size = out.tobytes(), layout.itemsize
-        return [data[i : i + size] for i in range(0, len(data), size)]
+        return self._codec.encode(
+            SnapshotFields(
+                self._head[slots],
+                self._rows[slots],
+                self._last_nan_row[slots],
+                self._newest_ts[slots],
+                self._n_steps[slots],
+                self._steps[slots],
+                self._values[slots],
+            )
+        )
 
     def load_snapshot(self, key: str, data: bytes, now: float) -> None:
         """Set the key's state from :meth:`snapshot` bytes, replacing what it had.
@@ -531,53 +316,19 @@ class WindowStore:
         Raises:
             SnapshotError: the bytes are not a snapshot of this store's window shape.
         """
-        expected = _SNAPSHOT_HEAD.size + self.window * self.n_features * 4
-        if len(data) != expected or not data.startswith(_SNAPSHOT_MAGIC):
-            raise SnapshotError(
-                f"expected a {expected}-byte window snapshot for {key!r}, got {len(data)} bytes"
-                + ("" if data.startswith(_SNAPSHOT_MAGIC) else " without the SFW1 header")
-            )
-        _magic, window, n_features, head, rows, last_nan, newest, n_steps, *steps = (
-            _SNAPSHOT_HEAD.unpack_from(data)
-        )
-        if (window, n_features) != (self.window, self.n_features):
-            raise SnapshotError(
-                f"snapshot of {key!r} holds a {window}x{n_features} window; "
-                f"expected {self.window}x{self.n_features}"
-            )
+        fields = self._codec.decode(key, data)
         slot, _ = self._slot_for(key)
-        self._head[slot] = head
-        self._rows[slot] = rows
-        self._last_nan_row[slot] = last_nan
-        self._newest_ts[slot] = newest
-        self._n_steps[slot] = n_steps
-        self._steps[slot] = steps
+        self._head[slot] = fields.head
+        self._rows[slot] = fields.rows
+        self._last_nan_row[slot] = fields.last_nan_row
+        self._newest_ts[slot] = fields.newest_ts
+        self._n_steps[slot] = fields.n_steps
+        self._steps[slot] = fields.steps
         self._learned_interval[slot] = self._median_step(slot)
-        self._values[slot] = np.frombuffer(data, np.float32, offset=_SNAPSHOT_HEAD.size).reshape(
-            self.window, self.n_features
-        )
+        self._values[slot] = fields.values
         self._last_seen[slot] = now
 
     # -- forgetting ------------------------------------------------------------------------
-
-    def drop(self, key: str) -> bool:
-        """Forget a key; returns whether it was there."""
-        slot = self._slots.pop(key, None)
-        if slot is None:
-            return False
-        self._keys[slot] = None
-        self._clear(slot)
-        self._free.append(slot)
-        return True
-
-    def evict_idle(self, now: float, ttl_s: float) -> list[str]:
-        """Forget keys not updated for more than ``ttl_s`` seconds; returns their names."""
-        used = np.fromiter((k is not None for k in self._keys), dtype=bool, count=self.capacity)
-        idle = np.flatnonzero(used & (self._last_seen < now - ttl_s))
-        evicted = [k for k in (self._keys[int(s)] for s in idle) if k is not None]
-        for key in evicted:
-            self.drop(key)
-        return evicted
 
 
 _NO_ROWS: Final = np.empty(0, dtype=np.int64)
@@ -602,23 +353,3 @@ class _Ready(NamedTuple):
     positions: npt.NDArray[np.int64]
     windows: npt.NDArray[np.float32]
     intervals: npt.NDArray[np.int64]
-
-
-def _rounds(slots: npt.NDArray[np.int64]) -> list[npt.NDArray[np.int64]]:
-    """Positions of ``slots`` grouped by occurrence: the first reading of every slot, then
-    the second, ...; each group in input order."""
-    n = len(slots)
-    if n == 0:
-        return []
-    order = np.argsort(slots, kind="stable")
-    ordered = slots[order]
-    first = np.ones(n, dtype=bool)
-    first[1:] = ordered[1:] != ordered[:-1]
-    starts = np.maximum.accumulate(np.where(first, np.arange(n), 0))
-    rank = np.empty(n, dtype=np.int64)
-    rank[order] = np.arange(n) - starts
-    if not rank.any():
-        return [np.arange(n, dtype=np.int64)]
-    by_rank = np.argsort(rank, kind="stable")
-    bounds = np.flatnonzero(np.diff(rank[by_rank])) + 1
-    return np.split(by_rank, bounds)

@@ -14,10 +14,11 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from stream_forecaster.data.tables import DataError, Table, make_windows
+from stream_forecaster.data.series import Table, make_windows
+from stream_forecaster.data.tables import DataError
 from stream_forecaster.model.bundle import ModelBundle
 from stream_forecaster.training.fit import predict, score
-from stream_forecaster.wire.readings import format_timestamp
+from stream_forecaster.wire.timestamps import format_timestamp
 
 log = logging.getLogger(__name__)
 

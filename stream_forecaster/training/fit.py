@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from stream_forecaster.data.tables import DataError, Table, TableSpec, Windows, make_windows
+from stream_forecaster.data.series import Table, Windows, make_windows
+from stream_forecaster.data.tables import DataError, TableSpec
 from stream_forecaster.model.bundle import ModelBundle, TrainingInfo, utc_now_iso
 from stream_forecaster.model.network import build_model, import_keras
 from stream_forecaster.model.scaling import Scaling, TargetMode, TargetTransform

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from stream_forecaster.wire.readings import InvalidRecord
+from stream_forecaster.wire.errors import InvalidRecord
 from stream_forecaster.wire.records import InputRecord, OutputRecord
 
 _DETAIL_LIMIT: Final = 1000

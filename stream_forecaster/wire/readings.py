@@ -1,4 +1,4 @@
-"""Wire formats: sensor readings in, forecasts out.
+"""Sensor readings: the input topic's records, decoded and validated.
 
 Reading (input topic): record key = series key (UTF-8); value = JSON::
 
@@ -7,7 +7,7 @@ Reading (input topic): record key = series key (UTF-8); value = JSON::
 ``ts`` is epoch milliseconds (integer) or an RFC 3339 string with an offset
 (``"2023-11-14T22:13:20Z"``). A ``"key"`` field stands in for a missing record key.
 
-Forecast (output topic): record key = series key; value = JSON, see :class:`Forecast`.
+Forecasts (the output topic) are in :mod:`stream_forecaster.wire.forecasts`.
 
 Decoding never raises anything but :class:`InvalidRecord`, whose ``reason`` is one short,
 stable label (used for the dead-letter headers and the per-reason metric).
@@ -18,46 +18,16 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import Any, Final
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
+from stream_forecaster.wire.errors import InvalidRecord
+from stream_forecaster.wire.timestamps import parse_timestamp
+
 #: Largest accepted record value, in bytes; bigger records are rejected as ``oversized``.
 DEFAULT_MAX_RECORD_BYTES: Final = 64 * 1024
-
-#: Every reason a record can be rejected for, with its meaning.
-INVALID_REASONS: Final[dict[str, str]] = {
-    "oversized": "the value is larger than the configured maximum",
-    "not_utf8": "the value or the key is not valid UTF-8",
-    "not_json": "the value is not JSON",
-    "not_object": "the value is JSON but not an object",
-    "unknown_field": "the object has a field other than ts, values and key",
-    "missing_ts": "the object has no ts",
-    "bad_ts": "ts is neither epoch milliseconds nor an RFC 3339 time with an offset",
-    "missing_values": "the object has no values object",
-    "bad_values": "values is not an object of feature name to number or null",
-    "non_finite": "a value is NaN or infinite",
-    "no_key": "neither the record key nor the key field gives a series key",
-    "unknown_feature": "values names a feature the model does not know",
-    "missing_feature": "values lacks a feature the model needs",
-}
-
-# Epoch milliseconds from 1970 to 9999, the range datetime can render.
-_MIN_TS_MS: Final = 0
-_MAX_TS_MS: Final = 253_402_300_799_999
-
-
-class InvalidRecord(ValueError):
-    """A record that cannot be used; ``reason`` is one of :data:`INVALID_REASONS`."""
-
-    def __init__(self, reason: str, detail: str) -> None:
-        if reason not in INVALID_REASONS:
-            raise ValueError(f"unknown invalid-record reason {reason!r}")
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-        self.detail = detail
 
 
 class Reading(BaseModel):
@@ -74,103 +44,6 @@ class Reading(BaseModel):
     key: str = Field(min_length=1)
     ts: int
     values: dict[str, float | None]
-
-
-class Forecast(BaseModel):
-    """A one-step-ahead forecast of one series, as published to the output topic.
-
-    Args:
-        key: series key.
-        ts: the time the forecast is for (epoch ms): newest reading's time + sampling interval.
-        target: the feature being forecast.
-        forecast: the forecast value, in the target's own units.
-        lower: lower bound of the prediction interval, when one is computed.
-        upper: upper bound of the prediction interval, when one is computed.
-        model_version: version id of the model bundle that produced it.
-        window_end_ts: time of the newest reading in the input window (epoch ms).
-    """
-
-    model_config = ConfigDict(frozen=True, allow_inf_nan=False)
-
-    key: str
-    ts: int
-    target: str
-    forecast: float
-    lower: float | None = None
-    upper: float | None = None
-    model_version: str
-    window_end_ts: int
-
-    def to_json_bytes(self) -> bytes:
-        """The record value: compact UTF-8 JSON."""
-        return self.model_dump_json().encode("utf-8")
-
-
-def encode_forecast(
-    *,
-    key: str,
-    ts: int,
-    target: str,
-    forecast: float,
-    lower: float | None,
-    upper: float | None,
-    model_version: str,
-    window_end_ts: int,
-) -> bytes:
-    """``Forecast(...).to_json_bytes()``, byte for byte, without building the model (the
-    hot path; the values must be finite)."""
-    return orjson.dumps(
-        {
-            "key": key,
-            "ts": ts,
-            "target": target,
-            "forecast": forecast,
-            "lower": lower,
-            "upper": upper,
-            "model_version": model_version,
-            "window_end_ts": window_end_ts,
-        }
-    )
-
-
-def parse_timestamp(raw: object) -> int:
-    """Epoch milliseconds from an integer or an RFC 3339 string with an offset.
-
-    Raises:
-        InvalidRecord: with reason ``bad_ts``.
-    """
-    if isinstance(raw, bool):
-        raise InvalidRecord("bad_ts", f"expected epoch milliseconds or RFC 3339, got {raw!r}")
-    if isinstance(raw, int):
-        ts = raw
-    elif isinstance(raw, float) and raw.is_integer():
-        ts = int(raw)
-    elif isinstance(raw, str):
-        try:
-            parsed = datetime.fromisoformat(raw)
-        except ValueError:
-            raise InvalidRecord(
-                "bad_ts", f"expected an RFC 3339 time such as 2024-01-31T12:00:00Z, got {raw!r}"
-            ) from None
-        if parsed.tzinfo is None:
-            raise InvalidRecord(
-                "bad_ts", f"expected a time with an offset (Z or +hh:mm), got {raw!r}"
-            )
-        ts = round(parsed.astimezone(UTC).timestamp() * 1000)
-    else:
-        raise InvalidRecord("bad_ts", f"expected epoch milliseconds or RFC 3339, got {raw!r}")
-    if not _MIN_TS_MS <= ts <= _MAX_TS_MS:
-        raise InvalidRecord(
-            "bad_ts", f"expected epoch milliseconds between 0 and year 9999, got {ts}"
-        )
-    return ts
-
-
-def format_timestamp(ts_ms: int) -> str:
-    """RFC 3339 UTC rendering of epoch milliseconds, for logs and plots."""
-    moment = datetime.fromtimestamp(ts_ms / 1000, tz=UTC)
-    spec = "milliseconds" if ts_ms % 1000 else "seconds"
-    return moment.isoformat(timespec=spec).replace("+00:00", "Z")
 
 
 def decode_reading(
@@ -335,19 +208,3 @@ def encode_reading(key: str, ts_ms: int, values: dict[str, float | None]) -> tup
     """The (record key, record value) of a reading, as a sensor feed should send it."""
     payload: dict[str, Any] = {"ts": ts_ms, "values": values}
     return key.encode("utf-8"), json.dumps(payload, separators=(",", ":"), allow_nan=False).encode()
-
-
-__all__ = [
-    "DEFAULT_MAX_RECORD_BYTES",
-    "INVALID_REASONS",
-    "Forecast",
-    "InvalidRecord",
-    "Reading",
-    "check_features",
-    "decode_reading",
-    "decode_reading_fields",
-    "encode_forecast",
-    "encode_reading",
-    "format_timestamp",
-    "parse_timestamp",
-]

@@ -22,6 +22,27 @@ class InputRecord(Protocol):
     def value(self) -> bytes | None: ...
 
 
+class Record(NamedTuple):
+    """A consumed record held in memory (it fits :class:`InputRecord`): for replays, the
+    tests and the benchmarks.
+
+    Args:
+        topic: the topic it came from.
+        partition: its partition.
+        offset: its offset.
+        timestamp: its Kafka timestamp, epoch milliseconds.
+        key: the record key bytes.
+        value: the record value bytes.
+    """
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp: int
+    key: bytes | None
+    value: bytes | None
+
+
 class OutputRecord(NamedTuple):
     """A record to produce (a named tuple: one is made per forecast, and a tuple costs a
     third of a frozen dataclass to make).
