@@ -24,14 +24,23 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
-    imported_before = "tensorflow" in sys.modules
-    yield
-    if item.config.getoption("--no-tensorflow") and not imported_before:
-        assert "tensorflow" not in sys.modules, (
+_TENSORFLOW_BEFORE = pytest.StashKey[bool]()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    item.stash[_TENSORFLOW_BEFORE] = "tensorflow" in sys.modules
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_runtest_teardown(item: pytest.Item) -> None:
+    """With --no-tensorflow: the test (or a fixture it set up) must not import TensorFlow."""
+    imported_here = not item.stash.get(_TENSORFLOW_BEFORE, True) and "tensorflow" in sys.modules
+    if item.config.getoption("--no-tensorflow") and imported_here:
+        pytest.fail(
             f"{item.nodeid} imported TensorFlow: mark it slow (pytest.mark.slow), or build "
-            "its model with stream_forecaster.model.untrained"
+            "its model with stream_forecaster.model.untrained",
+            pytrace=False,
         )
 
 

@@ -98,6 +98,7 @@ class Children:
                 return
             with contextlib.suppress(KeyboardInterrupt):  # the run stopped meanwhile
                 self.start(name, args, env)
+                say(f"{name} started")
 
         threading.Thread(target=wait_then_start, daemon=True).start()
 

@@ -111,6 +111,7 @@ def test_malformed_setting_fails_at_start_up_naming_it() -> None:
     assert result.stdout == ""
 
 
+@pytest.mark.slow
 def test_train_then_backtest(small_beijing: Path, tmp_path: Path) -> None:
     bundle_path = tmp_path / "m.sfmodel"
     trained = run(
@@ -344,6 +345,7 @@ def test_models_on_an_empty_registry(tmp_path: Path) -> None:
     assert not (tmp_path / "models").exists()  # reading wrote nothing
 
 
+@pytest.mark.slow
 def test_models_promote_without_kafka_changes_nothing(tmp_path: Path) -> None:
     from stream_forecaster.model.registry import Registry
     from tests.harness.bundles import untrained_bundle

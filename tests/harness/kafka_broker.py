@@ -19,7 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.admin import NewTopic
+
+from stream_forecaster.kafka.topics import TopicSpec, ensure_topic
+from stream_forecaster.settings import KafkaSettings
 
 REPO = Path(__file__).resolve().parents[2]
 KAFKA_LOCAL = REPO / "deploy" / "kafka" / "kafka-local"
@@ -79,13 +81,12 @@ class LocalBroker:
 
 
 def create_topic(bootstrap: str, prefix: str, partitions: int = 1, **configs: str) -> str:
-    """Create a uniquely named topic and wait until the broker reports its leaders."""
+    """Create a uniquely named topic (the way serve creates its own) and wait until the
+    broker reports its leaders."""
     name = f"{prefix}-{uuid.uuid4().hex[:10]}"
+    ensure_topic(KafkaSettings(bootstrap_servers=bootstrap), TopicSpec(name, partitions, configs))
     admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="sf-tests")
     try:
-        admin.create_topics(
-            [NewTopic(name, num_partitions=partitions, replication_factor=1, topic_configs=configs)]
-        )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             described = admin.describe_topics([name])

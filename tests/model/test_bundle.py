@@ -17,14 +17,14 @@ from stream_forecaster.model.bundle import (
     TrainingInfo,
     resolve_bundle,
 )
-from stream_forecaster.model.network import build_model
 from stream_forecaster.model.scaling import Scaling
+from stream_forecaster.model.untrained import untrained_bundle
 
 FEATURES = ("pm2.5", "DEWP", "TEMP", "PRES", "cbwd", "Iws", "Is", "Ir")
 
 
 def make_bundle(window: int = 24, created_at: str = "2026-01-02T03:04:05Z") -> ModelBundle:
-    model = build_model(window, len(FEATURES), compile_model=False)
+    weights = untrained_bundle(FEATURES, window).weights
     scaling = Scaling(
         feature_mean=tuple(float(i) for i in range(8)),
         feature_std=tuple(1.0 + i for i in range(8)),
@@ -32,8 +32,8 @@ def make_bundle(window: int = 24, created_at: str = "2026-01-02T03:04:05Z") -> M
         target_std=20.0,
     )
     info = TrainingInfo(created_at=created_at, source="unit-test", metrics={"val_mae": 1.5})
-    return ModelBundle.from_model(
-        model,
+    return ModelBundle.from_weights(
+        weights,
         features=FEATURES,
         target="pm2.5",
         window=window,
@@ -53,6 +53,7 @@ def bundle_bytes(bundle: ModelBundle) -> bytes:
     return bundle.to_bytes()
 
 
+@pytest.mark.slow
 def test_round_trip_keeps_manifest_weights_and_predictions(
     bundle: ModelBundle, tmp_path: Path
 ) -> None:

@@ -6,6 +6,9 @@ import pytest
 
 from stream_forecaster.model.network import build_model, parameter_count
 
+# The subject is the Keras network itself (TensorFlow).
+pytestmark = pytest.mark.slow
+
 
 def test_eight_features_give_exactly_11851_parameters() -> None:
     model = build_model(window=24, n_features=8)

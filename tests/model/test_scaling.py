@@ -46,6 +46,7 @@ def test_invalid_transforms_are_refused() -> None:
         Scaling(**base, target_mode="level", target_transform="asinh")
 
 
+@pytest.mark.slow
 def test_the_engine_applies_the_transforms_like_keras() -> None:
     bundle = untrained_bundle(window=5)
     scaling = bundle.manifest.scaling.model_copy(

@@ -36,6 +36,7 @@ def test_a_first_model_must_beat_persistence_a_later_one_the_current_model() -> 
     assert "does not beat the current model's 8.4000" in later.reason
 
 
+@pytest.mark.slow
 def test_a_candidate_trained_on_shuffled_targets_is_rejected(
     tmp_path: Path, beijing_csv: Path
 ) -> None:

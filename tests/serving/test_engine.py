@@ -18,6 +18,7 @@ def keras_forecast(bundle, windows: np.ndarray) -> np.ndarray:  # type: ignore[n
     return np.asarray(scaling.forecast(outputs, windows[:, -1, 0].astype(np.float64)))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("batch", [1, 3, 100, 257])
 def test_engine_equals_keras_model(batch: int) -> None:
     bundle = untrained_bundle(window=6)
@@ -40,6 +41,7 @@ def test_batch_results_do_not_depend_on_batch_neighbours() -> None:
     np.testing.assert_allclose(together, alone, rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_trained_weights_with_eight_features_equal_keras() -> None:
     """The gate reordering matters only once the four gates' weights differ: random
     weights far from an initialisation, 8 features, the default window."""
@@ -57,6 +59,7 @@ def test_trained_weights_with_eight_features_equal_keras() -> None:
     )
 
 
+@pytest.mark.slow
 def test_dropout_samples_apply_keras_dropout_to_the_lstm_output() -> None:
     """Each sample is Dense(LSTM(x) * mask / 0.8) for a Bernoulli(0.8) mask, which is what
     Keras computes with Dropout(0.2) in training mode."""
