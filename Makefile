@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 KAFKA_LOCAL := deploy/kafka/kafka-local
 
-.PHONY: help install test lint format run bench kafka-start kafka-stop kafka-status clean
+.PHONY: help install test test-unit lint format docs run bench kafka-start kafka-stop kafka-status clean
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -22,13 +22,20 @@ $(STAMP): pyproject.toml deploy/install-system-deps
 	$(BIN)/python -m pip install --quiet --progress-bar off -e '.[dev]'
 	touch $@
 
-test: install ## run the whole test suite (starts its own Kafka broker)
+test: install ## the whole test suite, what CI runs (starts its own Kafka broker)
 	$(BIN)/python -m pytest
+
+test-unit: install ## the fast loop: no broker, no TensorFlow (about a minute)
+	$(BIN)/python -m pytest -m "not kafka and not slow" --no-tensorflow -q
 
 lint: install ## ruff (lint + format check) and mypy --strict
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+
+docs: install ## regenerate the reference pages and build the docs site (strict) into site/
+	$(BIN)/python -m stream_forecaster.reference docs/reference
+	$(BIN)/mkdocs build --strict --site-dir site
 
 format: install ## apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix .
@@ -51,4 +58,4 @@ kafka-status: ## is the local Kafka broker running?
 
 clean: ## remove the venv, caches, local broker data and trained models
 	-$(KAFKA_LOCAL) stop
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis models .run deploy/kafka/.data
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis models .run site dist deploy/kafka/.data

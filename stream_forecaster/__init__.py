@@ -22,8 +22,9 @@ The packages, one concern each: ``settings``, ``wire``, ``kafka``, ``state``, ``
 from __future__ import annotations
 
 import importlib
-from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
+
+from stream_forecaster.version import __version__
 
 if TYPE_CHECKING:
     from stream_forecaster.cli.commands import main
@@ -42,11 +43,6 @@ if TYPE_CHECKING:
     from stream_forecaster.wire.errors import InvalidRecord
     from stream_forecaster.wire.forecasts import Forecast
     from stream_forecaster.wire.readings import Reading, decode_reading, encode_reading
-
-try:
-    __version__ = version("stream-forecaster")
-except PackageNotFoundError:  # running from a source tree that is not installed
-    __version__ = "0.0.0+unknown"
 
 #: Each public name and the module that defines it.
 _PUBLIC = {

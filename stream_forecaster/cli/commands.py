@@ -14,7 +14,6 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from stream_forecaster import __version__
 from stream_forecaster.cli import (
     backtest,
     bench,
@@ -29,6 +28,7 @@ from stream_forecaster.cli import (
 from stream_forecaster.cli.arguments import EXIT_USAGE, HelpFormatter
 from stream_forecaster.logs import configure_logging
 from stream_forecaster.settings import CONFIG_FILE_ENV, ConfigError, load_settings
+from stream_forecaster.version import __version__
 
 #: The commands, in the order ``--help`` lists them.
 COMMANDS = (config, serve, retrain, train, backtest, simulate, watch, models, bench)

@@ -30,8 +30,10 @@ def add_parser(
         "trained on, so that `backtest` can score the model on unseen data; of the rest, the "
         "newest --validation share drives early stopping. Several series keys train one "
         "shared model; windows never cross keys.",
-        epilog="example (Beijing PM2.5):\n  stream-forecaster train --csv "
-        "examples/data/beijing_pm25_hourly.csv \\\n    --time-parts year,month,day,hour "
+        epilog="example (Beijing PM2.5, the sample data in a checkout):\n"
+        "  stream-forecaster train \\\n"
+        "    --csv stream_forecaster/data/samples/beijing_pm25_hourly.csv \\\n"
+        "    --time-parts year,month,day,hour "
         "--features pm2.5,DEWP,TEMP,PRES,cbwd,Iws,Is,Ir \\\n    --categorical cbwd "
         "--target pm2.5 --out models/beijing.sfmodel",
         formatter_class=HelpFormatter,

@@ -61,6 +61,7 @@ DOCKERIGNORE = REPO / ".dockerignore"
 K8S = REPO / "deploy" / "k8s"
 PROMETHEUS_CONFIG = REPO / "deploy" / "prometheus" / "prometheus.yml"
 README = REPO / "README.md"
+DOCS = REPO / "docs"
 CLI = "stream-forecaster"
 
 #: Grafana unit ids the dashboard may use (Grafana's valueFormats categories).
@@ -1061,45 +1062,49 @@ def test_every_exported_metric_has_a_panel() -> None:
     assert not missing, f"metrics without a dashboard panel: {missing}"
 
 
-# -- README --------------------------------------------------------------------------------
+# -- the docs ------------------------------------------------------------------------------
 
 
-def readme_section(title: str) -> str:
-    text = README.read_text()
-    match = re.search(rf"^## {re.escape(title)}\n(.*?)(?=^## )", text, re.M | re.S)
-    assert match, f'README has no "## {title}" section'
-    return match.group(1)
-
-
-def test_readme_monitoring_section_lists_every_metric() -> None:
-    section = readme_section("Monitoring")
-    rows = [line for line in section.splitlines() if line.startswith("| `sf_")]
+def test_the_docs_list_every_metric_alert_and_the_dashboard() -> None:
+    metrics = (DOCS / "reference" / "metrics.md").read_text()
+    rows = [line for line in metrics.splitlines() if line.startswith("| `sf_")]
     for family in exported_families():
         name = family.queried_name
-        matching = [r for r in rows if re.match(rf"\| `{name}(\{{[^}}]*\}})?`", r)]
-        assert len(matching) == 1, f"README Monitoring: {len(matching)} rows for {name}"
+        matching = [r for r in rows if r.startswith(f"| `{name}` |")]
+        assert len(matching) == 1, f"docs/reference/metrics.md: {len(matching)} rows for {name}"
         cells = [cell.strip() for cell in matching[0].strip("|").split("|")]
-        assert len(cells) == 4, f"{name}: | metric | type | unit | meaning |"
-        metric, kind, unit, meaning = cells
-        assert kind == family.type, f"{name}: type {family.type}, README says {kind}"
-        assert unit and meaning, f"{name}: unit and meaning"
+        assert len(cells) == 4, f"{name}: | metric | type | labels | meaning |"
+        _, kind, labels, meaning = cells
+        assert kind == family.type, f"{name}: type {family.type}, the page says {kind}"
+        assert meaning, f"{name}: its meaning"
         for label in family.labels:
-            assert label in metric, f"{name}: label {label}"
+            assert f"`{label}`" in labels, f"{name}: label {label}"
+    alerts = (DOCS / "operations" / "alerts.md").read_text()
     for rule in alert_rules():
-        assert rule["alert"] in section, f"README Monitoring does not mention {rule['alert']}"
-    assert DASHBOARD.name in section
-    assert "### Retraining" in section, "a subsection on the retrain worker's metrics"
+        assert rule["alert"] in alerts, f"docs/operations/alerts.md lacks {rule['alert']}"
+    dashboard = (DOCS / "operations" / "dashboard.md").read_text()
+    assert DASHBOARD.name in dashboard
+    assert "## Retraining" in dashboard, "a section on the retrain worker's row"
 
 
-def test_readme_compose_section_names_the_stack() -> None:
-    section = readme_section("Run with Docker Compose")
+def test_the_compose_page_names_the_stack() -> None:
+    page = (DOCS / "how-to" / "compose.md").read_text()
     for word in ("docker compose up", "--scale serve=3", ":3000", ":9090", ".env"):
-        assert word in section, word
+        assert word in page, word
     for name in services():
-        assert f"`{name}`" in section, f"README Compose section does not name {name}"
-    assert "SF_MODEL__SIGNING_SECRET" in section
+        assert f"`{name}`" in page, f"docs/how-to/compose.md does not name {name}"
+    assert "SF_MODEL__SIGNING_SECRET" in page
     for name in dot_env():
-        assert name in section, f"README Compose section does not explain .env's {name}"
+        assert name in page, f"docs/how-to/compose.md does not explain .env's {name}"
+
+
+def test_the_readme_is_a_short_front_page_whose_links_work() -> None:
+    text = README.read_text()
+    assert len(text.encode()) <= 10 * 1024, f"README.md is {len(text.encode())} bytes"
+    for command in ("make run", "make test"):
+        assert command in text
+    for target in re.findall(r"\]\(((?:docs/)?[\w./-]+\.md)\)", text):
+        assert (REPO / target).is_file(), f"README links to {target}, which does not exist"
 
 
 @pytest.fixture(autouse=True)
