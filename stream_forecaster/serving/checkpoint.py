@@ -7,9 +7,9 @@ processed, and a checkpoint begins every ``SF_PROCESSING__COMMIT_INTERVAL_MS``
 loop does not wait for it (:class:`CheckpointInFlight`): the forecasts and dead letters
 sent before it are acknowledged -> the changelog (snapshots of the windows changed since
 the last checkpoint, taken when this one began) is produced, a slice per loop turn -> it
-is acknowledged -> the offsets are committed. Meanwhile the loop goes on processing
-(measured: a blocking checkpoint of 1,000 snapshots held the loop for 100-220 ms every
-second, the tail of the latency at half load). A key's window is snapshotted once per
+is acknowledged -> the offsets are committed. Meanwhile the loop goes on processing (a
+checkpoint that blocked the loop made the tail of the latency: docs/benchmarks.md). A
+key's window is snapshotted once per
 checkpoint however often it changed.
 
 What a crash loses is what a restart reprocesses, from the committed offsets on top of

@@ -1,13 +1,12 @@
 """The inference engine: one ONNX Runtime call per batch, never ``predict`` per record.
 
 The bundle's weights and input scaling are turned into an ONNX graph
-(:mod:`stream_forecaster.serving.onnx_graph`) and run by ONNX Runtime's fused LSTM kernel. Against
-the TensorFlow graph compiled with XLA that it replaced, it is about 6-8x faster at batch 1
-(no per-call dispatch cost) and faster at every batch size measured
+(:mod:`stream_forecaster.serving.onnx_graph`) and run by ONNX Runtime's fused LSTM kernel,
+faster than the TensorFlow graph compiled with XLA that it replaced at every batch size
 (docs/benchmarks.md); batches of any size run as they are, with no padding and nothing
 compiled per shape. The graph scales the raw windows as the bundle's
 :class:`~stream_forecaster.model.scaling.Scaling` does (in float32), the outputs go back
-through it, and the forecasts equal the Keras model's to 1e-5 (tests/test_engine.py).
+through it, and the forecasts equal the Keras model's to 1e-5 (tests/serving/test_engine.py).
 
 Serving does not import TensorFlow: a bundle's weights are plain arrays.
 """
@@ -29,8 +28,8 @@ log = logging.getLogger(__name__)
 _OUTPUTS: Final = [OUTPUT]
 _SMALL: Final = 32
 
-#: Larger batches run as chunks of this size: measured faster per forecast than one call
-#: (the LSTM's state for the chunk stays in cache).
+#: Larger batches run as chunks of this size, faster per forecast than one call (the
+#: LSTM's state for the chunk stays in cache).
 _CHUNK: Final = 256
 
 
@@ -69,8 +68,7 @@ class InferenceEngine:
         self.threads = threads
         graph = seed_lstm_onnx(bundle)
         self._session = _session(graph, threads)
-        # Small batches gain nothing from a thread pool but its hand-over costs (measured
-        # 56,000 vs 44,000 forecasts/s at batch 8): they run on one thread.
+        # Small batches gain nothing from a thread pool but its hand-over cost: one thread.
         self._small_session = self._session if threads == 1 else _session(graph, 1)
         self._dropout_session: Any = None  # built on first use
         self.bundle = bundle

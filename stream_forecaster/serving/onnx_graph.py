@@ -1,8 +1,8 @@
 """The seed LSTM as an ONNX graph, built from a bundle's weights, for ONNX Runtime.
 
-ONNX Runtime runs the whole recurrence as one fused ``LSTM`` operator: at batch 1 it
-answers in tens of microseconds, where a TensorFlow call spends most of a millisecond in
-dispatch, and at large batches it is faster than XLA (docs/benchmarks.md). The graph is
+ONNX Runtime runs the whole recurrence as one fused ``LSTM`` operator, without the
+per-call dispatch cost of TensorFlow, and faster than XLA at large batches too
+(docs/benchmarks.md). The graph is
 built here from the weights (no converter, no Keras at serving time) and checked against
 the Keras model to 1e-5 by the tests.
 

@@ -159,7 +159,7 @@ class ServeRecorder:
         """A Kafka operation failed: ``probe`` or ``recovery`` (an attempt)."""
         self.metrics.kafka_errors.labels(operation=operation).inc()
 
-    def brokers(self, *, answering: bool) -> None:
+    def brokers(self, answering: bool) -> None:
         """The broker probe's verdict (a failed check is also a ``probe`` error)."""
         if not answering:
             self.kafka_error("probe")

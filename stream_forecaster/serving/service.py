@@ -94,7 +94,7 @@ class ForecastService:
     def _consume(self, consumer: Consumer, partitions: int) -> None:
         s = self.settings
         changelog = self._open_changelog(partitions)
-        probe = BrokerProbe(s, partitions, on_check=self._brokers).start()
+        probe = BrokerProbe(s, partitions, on_check=self.metrics.brokers).start()
         self.health.brokers_answer = lambda: probe.connected
         if s.processing.guarantee == "exactly_once":
             log.info("exactly_once: transactional id %s", transactional_id(s))
@@ -138,9 +138,6 @@ class ForecastService:
     def _before_revoke(self) -> None:
         if self.delivery is not None:
             self.delivery.before_revoke()
-
-    def _brokers(self, answering: bool) -> None:
-        self.metrics.brokers(answering=answering)
 
     def _open_changelog(self, partitions: int) -> ChangelogReader | None:
         if not self.settings.state.changelog:

@@ -35,8 +35,8 @@ class ProcessingSettings(Section):
         ge=0,
         le=256,
         description="ONNX Runtime threads for a batch's inference call (0: one per core). "
-        "1 leaves the other cores to the Kafka client's IO thread and the broker: measured "
-        "faster end to end on 2 cores than 2 threads. More pay on a machine of its own "
+        "1 leaves the other cores to the Kafka client's IO thread and the broker, faster end "
+        "to end on 2 cores than 2 threads (docs/benchmarks.md). More pay on a machine of its own "
         "(their pool spins briefly after each call).",
     )
     session_timeout_ms: int = Field(

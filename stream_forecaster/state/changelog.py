@@ -12,7 +12,7 @@ A restore reads its partitions from the start to the high watermark measured whe
 began, with ``read_committed``: it therefore waits until a crashed instance's open
 transaction is aborted (at most the transaction timeout) and never sees aborted snapshots.
 Its cost is one read of everything the compaction has not yet removed: about one snapshot
-(``16 * window * n_features`` bytes plus 100) per key, plus the uncompacted tail.
+(``4 * window * n_features + 116`` bytes) per key, plus the uncompacted tail.
 """
 
 from __future__ import annotations

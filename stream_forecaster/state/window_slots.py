@@ -154,8 +154,8 @@ class WindowSlots:
 
     def _median_step(self, slot: int) -> int:
         """The median of the key's kept steps (0 when none), truncated to whole ms as
-        ``int(np.median(...))`` would be; in plain Python, as numpy's median costs tens of
-        microseconds on eight numbers."""
+        ``int(np.median(...))`` would be; in plain Python, as numpy's call overhead is larger
+        than the work on eight numbers."""
         n = min(int(self._n_steps[slot]), STEPS_KEPT)
         if not n:
             return 0
