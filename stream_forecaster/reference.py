@@ -177,17 +177,11 @@ def metrics_page() -> str:
 
 def _families(metrics_class: Callable[[Any], object]) -> list[tuple[str, str, list[str], str]]:
     """(exposed name, type, label names, help) of a metrics class's metrics, in the order
-    they are defined; each labelled one gets a child so that its labels show."""
-    from prometheus_client import CollectorRegistry
+    they are defined."""
+    from stream_forecaster.monitoring.metrics import exported_families
 
-    registry = CollectorRegistry()
-    metrics = metrics_class(registry)
-    for metric in vars(metrics).values():
-        label_names = getattr(metric, "_labelnames", ())
-        if label_names:
-            metric.labels(*["x"] * len(label_names))
     found = []
-    for family in registry.collect():
+    for family in exported_families(metrics_class):
         labels = sorted({label for s in family.samples for label in s.labels} - {"le"})
         name = f"{family.name}_total" if family.type == "counter" else family.name
         found.append((name, family.type, labels, family.documentation))

@@ -148,31 +148,6 @@ class ModelBundle:
         return self.manifest.version
 
     @classmethod
-    def from_model(
-        cls,
-        model: keras.Model,
-        *,
-        features: list[str] | tuple[str, ...],
-        target: str,
-        window: int,
-        scaling: Scaling,
-        training: TrainingInfo,
-        categories: dict[str, tuple[str, ...]] | None = None,
-        name: str = "default",
-    ) -> ModelBundle:
-        """Bundle a trained Keras model (see :meth:`from_weights`)."""
-        return cls.from_weights(
-            tuple(np.asarray(w, dtype=np.float32) for w in model.get_weights()),
-            features=features,
-            target=target,
-            window=window,
-            scaling=scaling,
-            training=training,
-            categories=categories,
-            name=name,
-        )
-
-    @classmethod
     def from_weights(
         cls,
         weights: tuple[npt.NDArray[np.float32], ...],
@@ -185,8 +160,8 @@ class ModelBundle:
         categories: dict[str, tuple[str, ...]] | None = None,
         name: str = "default",
     ) -> ModelBundle:
-        """Bundle the seed network's weights (in Keras's ``get_weights()`` order); the
-        version id is the creation time and a hash of the weights.
+        """Bundle the seed network's weights (in Keras's ``get_weights()`` order, e.g. a
+        trained model's); the version id is the creation time and a hash of the weights.
 
         Raises:
             BundleError: the weights do not fit the seed network for these features.

@@ -7,7 +7,10 @@ builds its own :class:`~prometheus_client.CollectorRegistry` and reads values ba
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import Metric
 
 from stream_forecaster.monitoring.histograms import (
     BATCH_BUCKETS,
@@ -260,3 +263,16 @@ class ServiceMetrics:
             self.forecasts_unscored.labels(reason=reason)
         for reason in ("unsigned", "forged", "damaged", "incompatible"):
             self.model_bundles_rejected.labels(reason=reason)
+
+
+def exported_families(metrics_class: Callable[[CollectorRegistry], object]) -> list[Metric]:
+    """Every metric family a metrics class exports, in the order it defines them, each
+    labelled metric with one child so that its label names show in its samples (what the
+    reference page and the dashboard's tests read)."""
+    registry = CollectorRegistry()
+    metrics = metrics_class(registry)
+    for metric in vars(metrics).values():
+        label_names = getattr(metric, "_labelnames", ())
+        if label_names:
+            metric.labels(*["x"] * len(label_names))
+    return list(registry.collect())

@@ -287,8 +287,8 @@ def fit(
         metrics=metrics,
         options=asdict(options),
     )
-    return ModelBundle.from_model(
-        model,
+    return ModelBundle.from_weights(
+        tuple(model.get_weights()),
         features=features,
         target=target,
         window=options.window,

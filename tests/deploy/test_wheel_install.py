@@ -5,6 +5,7 @@ its sample data, and the commands that need what it lacks say so in one line."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -18,6 +19,7 @@ from tests.harness.kafka_broker import consume
 
 REPO = Path(__file__).resolve().parents[2]
 #: The environment of the clean install: nothing of the test run's Python path or settings.
+IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc")
 CLEAN_ENV = {k: v for k, v in os.environ.items() if not k.startswith(("SF_", "PYTHON"))}
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
@@ -47,6 +49,10 @@ class Install:
 @pytest.fixture(scope="module")
 def install(tmp_path_factory: pytest.TempPathFactory) -> Install:
     work = tmp_path_factory.mktemp("wheel")
+    source = work / "source"  # a copy: building writes build/ beside the sources
+    shutil.copytree(REPO / "stream_forecaster", source / "stream_forecaster", ignore=IGNORED)
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        shutil.copy(REPO / name, source / name)
     built = subprocess.run(
         [
             sys.executable,
@@ -57,7 +63,7 @@ def install(tmp_path_factory: pytest.TempPathFactory) -> Install:
             "--no-build-isolation",
             "-w",
             str(work),
-            str(REPO),
+            str(source),
         ],
         capture_output=True,
         text=True,

@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from prometheus_client import CollectorRegistry
 
 from stream_forecaster import monitoring as monitoring_package
 from stream_forecaster.monitoring.metrics import ServiceMetrics
+from stream_forecaster.monitoring.metrics import exported_families as exported_families_of
 from stream_forecaster.monitoring.retrain_metrics import RetrainMetrics
 
 REPO = Path(__file__).resolve().parents[2]
@@ -111,14 +111,8 @@ def _all_families() -> tuple[MetricFamily, ...]:
     labelled metric so that its samples show."""
     families = []
     for name, cls in EXPORTERS.items():
-        registry = CollectorRegistry()
-        metrics = cls(registry)
-        for metric in vars(metrics).values():
-            label_names = getattr(metric, "_labelnames", ())
-            if label_names:
-                metric.labels(*["x"] * len(label_names))
         found = []
-        for family in registry.collect():
+        for family in exported_families_of(cls):
             labels: set[str] = set()
             for sample in family.samples:
                 labels |= set(sample.labels) - {"le"}
