@@ -100,22 +100,48 @@ def add_table_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def stop_on_signals(then: str) -> threading.Event:
+def stop_on_signals(then: str, deadline_s: float) -> threading.Event:
     """An event set by the first SIGTERM or SIGINT (logged with ``then``: what the process
-    does before it stops); a second signal stops at once."""
+    does before it stops); a second signal stops at once. SIGUSR1 prints every thread's
+    stack to the log (what a process that seems stuck is doing).
+
+    Args:
+        then: what the process does before it stops, for the log line.
+        deadline_s: the longest shutdown: a process still running this long after the
+            first signal prints every thread's stack and exits at once (status 1).
+    """
+    import faulthandler
     import signal
 
     stop = threading.Event()
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
 
     def request_stop(signum: int, _frame: object) -> None:
         if stop.is_set():
             raise KeyboardInterrupt  # a second signal: stop now
         log.info("%s received: %s", signal.Signals(signum).name, then)
         stop.set()
+        watchdog = threading.Timer(deadline_s, _overdue, args=(deadline_s,))
+        watchdog.daemon = True
+        watchdog.start()
 
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
     return stop
+
+
+def _overdue(deadline_s: float) -> None:
+    """The shutdown took longer than its deadline: say where it is stuck, and exit."""
+    import faulthandler
+    import os
+
+    log.error(
+        "did not stop within %.0fs of the signal (SF_PROCESSING__SHUTDOWN_TIMEOUT_S); "
+        "exiting now; every thread's stack follows",
+        deadline_s,
+    )
+    faulthandler.dump_traceback(all_threads=True)
+    os._exit(1)
 
 
 def table_spec(

@@ -46,5 +46,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     from stream_forecaster.monitoring.retrain_metrics import RetrainMetrics
     from stream_forecaster.retraining.worker import RetrainWorker
 
-    stop = stop_on_signals("stopping after the step in progress")
+    stop = stop_on_signals(
+        "stopping after the step in progress", settings.processing.shutdown_timeout_s
+    )
     return RetrainWorker(settings, RetrainMetrics(REGISTRY), stop).run()

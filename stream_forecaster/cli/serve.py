@@ -43,5 +43,5 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     from stream_forecaster.serving.recorder import ServeRecorder
     from stream_forecaster.serving.service import ForecastService
 
-    stop = stop_on_signals("finishing the batch in flight")
+    stop = stop_on_signals("finishing the batch in flight", settings.processing.shutdown_timeout_s)
     return ForecastService(settings, ServeRecorder(REGISTRY), stop).run()

@@ -32,6 +32,8 @@ RECOVERABLE = (PublishError, ChangelogError, KafkaError)
 #: others for a broker it lost mid-call).
 _ATTEMPT_FAILURES = (KafkaError, ChangelogError, AssertionError, ValueError)
 _FIRST_BACKOFF_S = 0.5
+#: Short: an attempt that times out is retried, and a stop is noticed between attempts.
+_COMMITTED_TIMEOUT_MS = 2000
 
 
 class Recovery:
@@ -91,7 +93,7 @@ class Recovery:
     def _attempt(self) -> None:
         self.delivery.restart()
         for tp in self.partitions.reload():
-            committed = self.consumer.committed(tp, timeout_ms=10_000)
+            committed = self.consumer.committed(tp, timeout_ms=_COMMITTED_TIMEOUT_MS)
             if committed is None:
                 self.consumer.seek_to_beginning(tp)
             else:

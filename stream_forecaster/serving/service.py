@@ -145,7 +145,7 @@ class ForecastService:
             return None
         topic = ensure_changelog_topic(self.settings, partitions)
         log.info("windows are kept in changelog topic %s", topic)
-        return ChangelogReader(self.settings)
+        return ChangelogReader(self.settings, stop=self.stop)
 
     def _wait_for_topic(self, consumer: Consumer, topic: str) -> int:
         """Wait until the broker knows the input topic, so that the first group join sees

@@ -68,8 +68,8 @@ class ProcessingSettings(Section):
         default=8.0,
         gt=0,
         le=300,
-        description="Accepted but not used yet: a shutdown is bounded by the Kafka clients' "
-        "own timeouts.",
+        description="The longest shutdown after SIGTERM or Ctrl-C (serve and retrain): "
+        "past it the process prints every thread's stack to the log and exits (status 1).",
     )
     model_poll_s: float = Field(
         default=5.0, gt=0, le=3600, description="How often to look for a (new) model bundle."

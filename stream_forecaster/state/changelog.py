@@ -18,11 +18,13 @@ Its cost is one read of everything the compaction has not yet removed: about one
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Collection
 from typing import Any, Final
 
 from kafka import KafkaConsumer, TopicPartition
+from kafka.errors import KafkaTimeoutError
 
 from stream_forecaster.kafka.clients import client_config
 from stream_forecaster.kafka.topics import TopicError, TopicSpec, ensure_topic
@@ -40,6 +42,8 @@ TOPIC_CONFIG: Final = {
     "delete.retention.ms": str(24 * 3600 * 1000),
 }
 _PROGRESS_EVERY_S: Final = 2.0
+#: The longest single request of a restore: it checks for a stop and its deadline between.
+_ROUND_TIMEOUT_MS: Final = 1000
 
 
 class ChangelogError(RuntimeError):
@@ -79,11 +83,14 @@ class ChangelogReader:
 
     Args:
         settings: the service settings.
+        stop: set, it ends a restore in progress (a ``ChangelogError``): shutting down does
+            not wait for one.
     """
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, stop: threading.Event | None = None) -> None:
         self.topic = settings.changelog_topic()
         self.timeout_s = settings.state.restore_timeout_s
+        self.stop = stop or threading.Event()
         common: dict[str, Any] = {
             **client_config(settings.kafka),
             "group_id": None,
@@ -105,55 +112,83 @@ class ChangelogReader:
         absent).
 
         Raises:
-            ChangelogError: the end was not reached within ``restore_timeout_s``.
+            ChangelogError: the end was not reached within ``restore_timeout_s``, or
+                :attr:`stop` was set.
         """
         tps = [TopicPartition(self.topic, p) for p in sorted(partitions)]
         result: dict[int, dict[str, bytes]] = {p: {} for p in partitions}
         if not tps:
             return result
-        targets = {
-            tp: end for tp, end in self._watermarks.end_offsets(tps).items() if end and end > 0
-        }
+        started = time.monotonic()
+        targets = self._ends(tps, started)
         if not targets:
             return result
         consumer = self._consumer
         consumer.assign(list(targets))
         consumer.seek_to_beginning(*targets)
-        started = time.monotonic()
-        deadline = started + self.timeout_s
-        next_report = started + _PROGRESS_EVERY_S
-        total = sum(targets.values())
-        read = 0
+        next_report, read = started + _PROGRESS_EVERY_S, 0
         try:
-            while remaining := [tp for tp in targets if consumer.position(tp) < targets[tp]]:
-                now = time.monotonic()
-                if now > deadline:
-                    raise ChangelogError(
-                        f"restoring {_names(remaining)} did not reach the end within "
-                        f"{self.timeout_s:.0f}s (SF_STATE__RESTORE_TIMEOUT_S); an open "
-                        "transaction of a crashed instance holds it until it times out"
-                    )
-                if now >= next_report:
+            while remaining := [tp for tp in targets if _position(consumer, tp) < targets[tp]]:
+                self._check(remaining, started)
+                if time.monotonic() >= next_report:
+                    total = sum(targets.values())
                     log.info("restoring windows: %d of up to %d changelog records", read, total)
-                    next_report = now + _PROGRESS_EVERY_S
-                for tp, records in consumer.poll(timeout_ms=200).items():
-                    snapshots = result[tp.partition]
-                    read += len(records)
-                    for record in records:
-                        if record.key is None:
-                            continue
-                        key = record.key.decode()
-                        if record.value is None:
-                            snapshots.pop(key, None)
-                        else:
-                            snapshots[key] = record.value
+                    next_report = time.monotonic() + _PROGRESS_EVERY_S
+                read += _apply(consumer.poll(timeout_ms=200), result)
         finally:
             consumer.assign([])
         return result
 
+    def _ends(self, tps: list[TopicPartition], started: float) -> dict[TopicPartition, int]:
+        """The high watermark of each partition that holds records, asked in short rounds
+        (so that a stop or the deadline is noticed while the brokers do not answer)."""
+        while True:
+            self._check(tps, started)
+            try:
+                ends = self._watermarks.end_offsets(tps, timeout_ms=_ROUND_TIMEOUT_MS)
+            except KafkaTimeoutError:
+                continue
+            return {tp: end for tp, end in ends.items() if end and end > 0}
+
+    def _check(self, remaining: list[TopicPartition], started: float) -> None:
+        """Raise when asked to stop, or when the restore has taken too long."""
+        if self.stop.is_set():
+            raise ChangelogError("restoring the windows was interrupted: stopping")
+        if time.monotonic() - started > self.timeout_s:
+            raise ChangelogError(
+                f"restoring {_names(remaining)} did not reach the end within "
+                f"{self.timeout_s:.0f}s (SF_STATE__RESTORE_TIMEOUT_S); an open "
+                "transaction of a crashed instance holds it until it times out"
+            )
+
     def close(self) -> None:
         self._consumer.close(autocommit=False)
         self._watermarks.close(autocommit=False)
+
+
+def _apply(polled: dict[Any, list[Any]], result: dict[int, dict[str, bytes]]) -> int:
+    """Keep the newest snapshot of each key from ``polled`` (a tombstone deletes it);
+    returns how many records were read."""
+    read = 0
+    for tp, records in polled.items():
+        snapshots = result[tp.partition]
+        read += len(records)
+        for record in records:
+            if record.key is None:
+                continue
+            key = record.key.decode()
+            if record.value is None:
+                snapshots.pop(key, None)
+            else:
+                snapshots[key] = record.value
+    return read
+
+
+def _position(consumer: Any, tp: TopicPartition) -> int:
+    """The consumer's position in ``tp``; 0 while the brokers cannot tell it yet (a
+    position without a deadline waits for them for good)."""
+    position: int | None = consumer.position(tp, timeout_ms=_ROUND_TIMEOUT_MS)
+    return 0 if position is None else position
 
 
 def _names(partitions: Collection[TopicPartition]) -> str:

@@ -116,7 +116,15 @@ class ServeProcess:
         assert self.process is not None
         started = time.monotonic()
         self.process.send_signal(signal.SIGTERM)
-        status = self.process.wait(timeout=timeout)
+        try:
+            status = self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.send_signal(signal.SIGUSR1)  # every thread's stack, into the log
+            time.sleep(1)  # for the dump to be written; the process is killed right after
+            self.kill()
+            raise AssertionError(
+                f"serve did not exit within {timeout}s of SIGTERM; log:\n{self.log_tail(200)}"
+            ) from None
         return status, time.monotonic() - started
 
     def kill(self) -> None:

@@ -98,6 +98,39 @@ def test_restore_waits_for_an_open_transaction_to_end(
         reader.close()
 
 
+def test_a_restore_waiting_on_an_open_transaction_ends_when_asked_to_stop(
+    settings: Settings, transactional: Callable[[], KafkaProducer]
+) -> None:
+    topic = ensure_changelog_topic(settings, 1)
+    producer = transactional()
+    producer.begin_transaction()
+    producer.send(topic, key=b"k", value=b"pending", partition=0)
+    producer.flush()
+    stop = threading.Event()
+    reader = ChangelogReader(settings, stop=stop)
+    failures: list[Exception] = []
+
+    def restore() -> None:
+        try:
+            reader.read({0})
+        except ChangelogError as exc:
+            failures.append(exc)
+
+    thread = threading.Thread(target=restore)
+    try:
+        thread.start()
+        thread.join(timeout=3)
+        assert thread.is_alive()  # waiting: the transaction is open
+        stop.set()  # SIGTERM: serve must not wait for the restore
+        thread.join(timeout=10)
+        assert not thread.is_alive()
+        assert "interrupted" in str(failures[0])
+    finally:
+        producer.abort_transaction()
+        thread.join(timeout=30)
+        reader.close()
+
+
 def test_a_changelog_with_another_partition_count_is_refused(settings: Settings) -> None:
     ensure_changelog_topic(settings, 2)
     with pytest.raises(ChangelogError, match=r"has 2 partitions, expected 3 .*CHANGELOG_TOPIC"):
