@@ -174,3 +174,16 @@ def test_exactly_once_a_failed_commit_is_aborted_and_raised(registry: CollectorR
         delivery.deliver(batch(("a", 0)))
     assert producer.aborted == [1] and producer.committed == []
     assert registry.get_sample_value("sf_commit_failures_total") == 1
+
+
+def test_exactly_once_a_commit_whose_records_failed_is_not_taken_for_done(
+    registry: CollectorRegistry,
+) -> None:
+    # kafka-python 3.0.12 can return from commit_transaction after the brokers aborted it
+    # (an epoch bump mid-transaction): its records' futures then carry the failure.
+    producer = FakeProducer(fail_sends={DLQ})
+    delivery = exactly_once(producer, registry)
+    with pytest.raises(PublishError, match="1 of the transaction's 3 records were not written"):
+        delivery.deliver(batch(("a", 0)))
+    assert registry.get_sample_value("sf_commit_failures_total") == 1
+    assert registry.get_sample_value("sf_commits_total") == 0
