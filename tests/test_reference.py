@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -45,3 +46,11 @@ def test_every_command_setting_and_metric_is_on_its_page() -> None:
         for family in registry.collect():
             name = f"{family.name}_total" if family.type == "counter" else family.name
             assert f"| `{name}` | {family.type} |" in metrics, name
+
+
+def test_every_rejection_reason_is_in_the_messages_page() -> None:
+    from stream_forecaster.wire.errors import INVALID_REASONS
+
+    page = (REFERENCE / "messages.md").read_text()
+    section = page.split("## Rejection reasons")[1].split("\n## ")[0]
+    assert set(re.findall(r"^\| `(\w+)` \| ", section, re.M)) == set(INVALID_REASONS)

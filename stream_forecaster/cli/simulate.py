@@ -161,7 +161,7 @@ def add_parser(
         type=checked(float, "a share in [0, 1]", lambda v: 0 <= v <= 1),
         default=0.0,
         metavar="P",
-        help="replace this share of records, spread evenly, by malformed ones (14 kinds "
+        help="replace this share of records, spread evenly, by malformed ones (16 kinds "
         "in rotation) to exercise the dead-letter path (default 0)",
     )
     records.add_argument("--topic", help="topic to send to (default: SF_TOPICS__INPUT)")

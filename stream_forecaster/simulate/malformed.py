@@ -1,4 +1,4 @@
-"""Malformed records, to exercise the dead-letter path: each wrong in one way only, of 14
+"""Malformed records, to exercise the dead-letter path: each wrong in one way only, of 16
 kinds in rotation, each with the reason serve rejects it for."""
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ MALFORMED_KINDS: Final = {
     "missing_feature": "missing_feature",
     "missing_values": "missing_values",
     "not_utf8": "not_utf8",
+    "huge_integer": "out_of_range",
+    "surrogate_key": "bad_key",
 }
 
 
@@ -58,6 +60,8 @@ def malformed_record(
         "wrong_feature_names": {**good, "values": {f"{f}_v2": v for f, v in values.items()}},
         "missing_feature": {**good, "values": dict(list(values.items())[:-1])},
         "missing_values": {"ts": ts_ms},
+        "huge_integer": {**good, "values": {**values, first: 10**400}},
+        "surrogate_key": {**good, "key": key + "\ud800"},
     }
     if kind == "not_json":
         value = b'{"ts": %d, "values": {' % ts_ms
@@ -67,4 +71,5 @@ def malformed_record(
         value = json.dumps({**good, "values": {**values, first: math.nan}}).encode()
     else:
         value = json.dumps(documents[kind], separators=(",", ":")).encode()
-    return (None if kind == "no_key" else key.encode()), value, kind
+    record_key = None if kind in ("no_key", "surrogate_key") else key.encode()
+    return record_key, value, kind

@@ -4,7 +4,7 @@ The dead-letter record has the input's original key and value bytes, untouched, 
 headers:
 
 =====================  ==========================================================
-``sf.reason``          the reason label (see ``messages.INVALID_REASONS``)
+``sf.reason``          the reason label (see ``wire.errors.INVALID_REASONS``)
 ``sf.detail``          what was received and what was expected (at most 1,000 chars)
 ``sf.source.topic``    the input topic
 ``sf.source.partition``  its partition (decimal)

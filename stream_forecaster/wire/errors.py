@@ -20,7 +20,9 @@ INVALID_REASONS: Final[dict[str, str]] = {
     "missing_values": "the object has no values object",
     "bad_values": "values is not an object of feature name to number or null",
     "non_finite": "a value is NaN or infinite",
+    "out_of_range": "a value is a number too large for a float (an integer of hundreds of digits)",
     "no_key": "neither the record key nor the key field gives a series key",
+    "bad_key": "the key field is not Unicode text (it holds a lone surrogate)",
     "unknown_feature": "values names a feature the model does not know",
     "missing_feature": "values lacks a feature the model needs",
 }

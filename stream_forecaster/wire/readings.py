@@ -120,6 +120,10 @@ def _load_json_slowly(value: bytes) -> Any:
         raise InvalidRecord("non_finite", f"expected finite numbers, got {exc}") from None
     except (json.JSONDecodeError, RecursionError) as exc:
         raise InvalidRecord("not_json", f"expected JSON, got {_preview(text)} ({exc})") from None
+    except ValueError:  # an integer of more digits than Python converts (4,300 by default)
+        raise InvalidRecord(
+            "out_of_range", f"expected numbers within the float range, got {_preview(text)}"
+        ) from None
 
 
 class _NonFiniteError(ValueError):
@@ -144,7 +148,14 @@ def _check_values(raw: object) -> dict[str, float | None]:
                 "bad_values", f"expected a number or null for {name!r}, got {value!r}"
             )
         else:
-            number = float(value)
+            try:
+                number = float(value)
+            except OverflowError:  # an integer of hundreds of digits
+                raise InvalidRecord(
+                    "out_of_range",
+                    f"expected a number within the float range for {name!r}, got an integer "
+                    "too large for one",
+                ) from None
             if not math.isfinite(number):  # e.g. 1e999 overflows to inf
                 raise InvalidRecord("non_finite", f"expected a finite number for {name!r}")
             values[name] = number
@@ -158,6 +169,12 @@ def _series_key(record_key: bytes | None, field: object) -> str:
         except UnicodeDecodeError:
             raise InvalidRecord("not_utf8", "record key is not UTF-8") from None
     if isinstance(field, str) and field:
+        try:
+            field.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate (JSON lets "\ud800" through)
+            raise InvalidRecord(
+                "bad_key", f"expected a key of Unicode text, got {_preview(field)}"
+            ) from None
         return field
     if field is not None:
         raise InvalidRecord(

@@ -35,7 +35,12 @@ def parse_timestamp(raw: object) -> int:
             raise InvalidRecord(
                 "bad_ts", f"expected a time with an offset (Z or +hh:mm), got {raw!r}"
             )
-        ts = round(parsed.astimezone(UTC).timestamp() * 1000)
+        try:
+            ts = round(parsed.astimezone(UTC).timestamp() * 1000)
+        except OverflowError:  # the offset takes it past year 1 or 9999
+            raise InvalidRecord(
+                "bad_ts", f"expected a time between the years 1 and 9999 in UTC, got {raw!r}"
+            ) from None
     else:
         raise InvalidRecord("bad_ts", f"expected epoch milliseconds or RFC 3339, got {raw!r}")
     if not _MIN_TS_MS <= ts <= _MAX_TS_MS:

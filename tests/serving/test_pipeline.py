@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Sequence
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given
+from hypothesis import settings as examples
+from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
 from stream_forecaster.serving.batch import BatchOutput, Restored
@@ -14,6 +18,7 @@ from stream_forecaster.serving.engine import InferenceEngine
 from stream_forecaster.serving.pipeline import BatchProcessor
 from stream_forecaster.serving.recorder import ServeRecorder
 from stream_forecaster.settings import Settings
+from stream_forecaster.wire.errors import INVALID_REASONS
 from stream_forecaster.wire.readings import encode_reading
 from stream_forecaster.wire.records import InputRecord, Record
 from tests.harness.bundles import untrained_bundle
@@ -235,3 +240,77 @@ def test_mc_dropout_intervals_come_with_every_forecast(engine: InferenceEngine) 
         assert f["lower"] is not None and f["upper"] is not None
         assert f["lower"] <= f["forecast"] <= f["upper"]
         assert f["upper"] - f["lower"] > 0
+
+
+# Hostile inputs for the whole batch path: what a broken or malicious producer can send.
+_TEXT = st.text(st.characters(categories=["Cs", "L", "N", "P", "Zs", "Cc"]), max_size=12)
+_NUMBERS = (
+    st.integers()
+    | st.integers(min_value=10**300, max_value=10**400)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.sampled_from([1.7976931348623157e308, -0.0, 5e-324])
+)
+_SCALARS = st.none() | st.booleans() | _NUMBERS | _TEXT
+_JSON = st.recursive(
+    _SCALARS,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_TEXT, inner, max_size=3),
+    max_leaves=8,
+)
+_FEATURES = st.sampled_from(["t", "rh", "p"]) | _TEXT
+_DOCUMENTS = st.fixed_dictionaries(
+    {
+        "ts": _NUMBERS
+        | _TEXT
+        | st.sampled_from(["2023-11-14T22:13:20Z", "9999-12-31T23:00-05:00"]),
+        "values": st.dictionaries(_FEATURES, _SCALARS, max_size=4) | _JSON,
+    },
+    optional={"key": _TEXT | _JSON, "extra": _JSON},
+)
+
+
+@st.composite
+def _hostile_value(draw: st.DrawFn) -> bytes | None:
+    kind = draw(st.sampled_from(["bytes", "json", "document", "null", "deep"]))
+    if kind == "bytes":
+        return draw(st.binary(max_size=64))
+    if kind == "null":
+        return None
+    if kind == "deep":  # deeper than either JSON parser recurses
+        return b'{"ts": 1, "values": ' + b"[" * draw(st.integers(900, 3000))
+    document = draw(_DOCUMENTS if kind == "document" else _JSON)
+    text = json.dumps(document, ensure_ascii=draw(st.booleans()))
+    return text.encode("utf-8", "surrogatepass")  # a lone surrogate makes invalid UTF-8
+
+
+@examples(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    hostile=st.lists(
+        st.tuples(st.none() | st.binary(max_size=8) | st.just(b"a"), _hostile_value()),
+        min_size=1,
+        max_size=8,
+    )
+)
+def test_no_record_breaks_a_batch(
+    engine: InferenceEngine, hostile: list[tuple[bytes | None, bytes | None]]
+) -> None:
+    """Whatever arrives, the batch completes: each record is a dead letter with its original
+    bytes and a documented reason, or a reading; the offsets move past all of them."""
+    processor = BatchProcessor(Settings())
+    processor.use_engine(engine)
+    good = [reading("a", i, offset=i) for i in range(3)]  # a full window, so inference runs
+    bad = [Record("in", 0, 3 + i, 0, key, value) for i, (key, value) in enumerate(hostile)]
+    records = [*good, *bad, reading("a", 3, offset=3 + len(bad))]
+
+    out = processor.process(records)
+
+    assert out.offsets == {("in", 0): len(records)}
+    dead = {(d.key, d.value) for d in out.dead_letters}
+    assert dead <= {(r.key, r.value) for r in bad}
+    assert sum(out.report.invalid.values()) == len(out.dead_letters)
+    assert set(out.report.invalid) <= set(INVALID_REASONS)
+    for letter in out.dead_letters:
+        headers = dict(letter.headers or [])
+        assert headers["sf.reason"].decode() in INVALID_REASONS
+        assert headers["sf.detail"]
+    for forecast in out.forecasts:
+        assert math.isfinite(json.loads(forecast.value or b"")["forecast"])

@@ -59,6 +59,12 @@ MALFORMED = [
     (b'{"ts": 1, "values": {"t": true}}', "bad_values"),
     (b'{"ts": 1, "values": {"t": NaN}}', "non_finite"),
     (b'{"ts": 1, "values": {"t": 1e999}}', "non_finite"),
+    (b'{"ts": 1, "values": {"t": 1%s}}' % (b"0" * 400), "out_of_range"),
+    (b'{"ts": 1, "values": {"t": 1%s}}' % (b"0" * 5000), "out_of_range"),  # past int parsing
+    (b'{"ts": 1%s, "values": {}}' % (b"0" * 5000), "out_of_range"),
+    (b'{"ts": "0001-01-01T00:00:00+01:00", "values": {}}', "bad_ts"),  # before year 1 in UTC
+    (b'{"ts": 1e300, "values": {}}', "bad_ts"),
+    (b'{"ts": 1, "values": {' + b"[" * 5000, "not_json"),
 ]
 
 
@@ -74,6 +80,13 @@ def test_no_key_anywhere() -> None:
     with pytest.raises(InvalidRecord) as info:
         decode_reading(None, b'{"ts": 1, "values": {}}')
     assert info.value.reason == "no_key"
+
+
+def test_a_key_field_that_is_not_unicode_text() -> None:
+    with pytest.raises(InvalidRecord) as info:
+        decode_reading(None, b'{"ts": 1, "values": {}, "key": "sensor-\\ud800"}')
+    assert info.value.reason == "bad_key"
+    assert "sensor-\\ud800" in info.value.detail
 
 
 def test_feature_check_names_record_and_counts() -> None:
