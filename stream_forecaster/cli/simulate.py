@@ -125,10 +125,13 @@ def add_parser(
     timing = p.add_argument_group("timing")
     timing.add_argument(
         "--timestamps",
-        choices=["shifted", "original"],
-        default="shifted",
-        help="shifted (default): the data's times moved so that the first reading is "
-        "now; original: the data's own times",
+        choices=["live", "shifted", "original"],
+        default="live",
+        help="live (default): each reading stamped with the time it is sent at, so a "
+        "second run goes on where the first stopped; shifted: the data's times moved so "
+        "that the first reading is now, their spacing kept (a replay faster than real "
+        "time runs ahead of the clock: serve refuses readings more than "
+        "SF_WINDOWS__MAX_FUTURE_MS ahead); original: the data's own times",
     )
     pace = timing.add_mutually_exclusive_group()
     pace.add_argument(
@@ -161,8 +164,8 @@ def add_parser(
         type=checked(float, "a share in [0, 1]", lambda v: 0 <= v <= 1),
         default=0.0,
         metavar="P",
-        help="replace this share of records, spread evenly, by malformed ones (16 kinds "
-        "in rotation) to exercise the dead-letter path (default 0)",
+        help="replace this share of records, spread evenly, by malformed ones (kinds in "
+        "rotation, one for each rejection reason) to exercise the dead-letter path (default 0)",
     )
     records.add_argument("--topic", help="topic to send to (default: SF_TOPICS__INPUT)")
     p.set_defaults(handler=run)

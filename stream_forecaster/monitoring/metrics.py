@@ -47,7 +47,8 @@ class ServiceMetrics:
         )
         self.window_gaps = Counter(
             "sf_window_gaps",
-            "Gaps longer than max_gap intervals, by action taken (reset, fill).",
+            "Breaks in a key's readings, by action taken: reset or fill (a gap longer than "
+            "max_gap intervals), rewind (its readings went back in time; the window restarted).",
             ["action"],
             registry=r,
         )

@@ -15,6 +15,7 @@ import logging
 import operator
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
+from typing import Final
 
 import numpy as np
 
@@ -30,8 +31,12 @@ from stream_forecaster.wire.dead_letters import dead_letter
 from stream_forecaster.wire.errors import InvalidRecord
 from stream_forecaster.wire.readings import check_features, decode_reading_fields
 from stream_forecaster.wire.records import InputRecord, OutputRecord
+from stream_forecaster.wire.timestamps import check_not_ahead, format_timestamp
 
 log = logging.getLogger(__name__)
+
+_REWIND: Final = GAP_ACTIONS.index("rewind")
+_NO_LIMIT: Final = float("inf")
 
 
 class BatchProcessor:
@@ -40,15 +45,18 @@ class BatchProcessor:
     Args:
         settings: the service settings (topics, windows, limits).
         clock: monotonic seconds (injectable for tests).
+        wall_clock: epoch seconds, for readings stamped too far ahead (injectable for tests).
     """
 
     def __init__(
         self,
         settings: Settings,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
         self.clock = clock
+        self.wall_clock = wall_clock
         self.engine: InferenceEngine | None = None
         self.store: WindowStore | None = None
         self.partition_of: dict[str, int] = {}
@@ -84,6 +92,7 @@ class BatchProcessor:
             max_gap=w.max_gap,
             gap_policy=w.gap_policy,
             late_tolerance_ms=w.late_tolerance_ms,
+            rewind_after=w.rewind_after,
         )
         self.partition_of.clear()
 
@@ -101,6 +110,8 @@ class BatchProcessor:
         feature_set = set(features)
         topics = self.settings.topics
         max_bytes = self.settings.processing.max_record_bytes
+        max_future = self.settings.windows.max_future_ms
+        latest_ts = _NO_LIMIT if max_future is None else self.wall_clock() * 1000 + max_future
         out = BatchOutput()
         keys: list[str] = []
         stamps: list[int] = []
@@ -115,6 +126,8 @@ class BatchProcessor:
                 )
                 if values.keys() != feature_set:  # else the checks pass: skip the f-string
                     check_features(values, features, where=f"{key}@offset {record.offset}")
+                if ts > latest_ts:
+                    check_not_ahead(ts, latest_ts, max_future, f"{key}@offset {record.offset}")
             except InvalidRecord as error:
                 report.invalid[error.reason] += 1
                 out.dead_letters.append(dead_letter(record, error, topics.dead_letter))
@@ -166,6 +179,15 @@ class BatchProcessor:
         for i in np.flatnonzero(update.outcome == 0).tolist():
             key = keys[i]
             changed[key] = partition_of[key] = accepted[i].partition
+        if gaps[_REWIND]:
+            for i in np.flatnonzero(update.gap == _REWIND).tolist():
+                log.warning(
+                    "key %s went back in time: %d late readings in a row, the last at %s; its "
+                    "window restarts from there (SF_WINDOWS__REWIND_AFTER)",
+                    keys[i],
+                    store.rewind_after,
+                    format_timestamp(stamps[i]),
+                )
         if not len(update.forecastable):
             return [], changed
         end_ts = ts[update.forecastable]

@@ -94,6 +94,23 @@ class WindowSettings(Section):
         description="Older than the newest reading by at most this much: counted as "
         "out_of_order rather than late. Both are dropped.",
     )
+    max_future_ms: int | None = Field(
+        default=3_600_000,
+        ge=0,
+        description="A reading stamped more than this ahead of the wall clock is a dead "
+        "letter (future_ts) rather than the key's newest time (which would make every "
+        "correct reading after it late); unset: no limit. The default is Kafka's own "
+        "limit for record timestamps (log.message.timestamp.after.max.ms).",
+    )
+    rewind_after: int = Field(
+        default=3,
+        ge=0,
+        le=1000,
+        description="This many late readings in a row, each newer than the one before and "
+        "more than max_gap intervals older than the key's newest, restart the key's window "
+        "from them (its clock or its feed went back); counted as "
+        'sf_window_gaps_total{action="rewind"}. 0: late readings are always dropped.',
+    )
     key_ttl_s: float = Field(
         default=24 * 3600.0, gt=0, description="Keys idle this long are evicted."
     )

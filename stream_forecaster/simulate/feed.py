@@ -75,6 +75,26 @@ def _or_none(value: float) -> float | None:
     return None if math.isnan(value) else value
 
 
+class LiveStamps:
+    """``live`` timestamps: each reading stamped with the wall-clock time it is due to be
+    sent, and always after the key's previous reading (high rates put several of a key's
+    readings in one millisecond).
+
+    Args:
+        start_ms: the wall-clock time of the first reading, epoch ms.
+    """
+
+    def __init__(self, start_ms: int) -> None:
+        self.start_ms = start_ms
+        self._last: dict[str, int] = {}
+
+    def stamp(self, key: str, since_start_ms: int) -> int:
+        ts = max(self.start_ms + since_start_ms, self._last.get(key, -1) + 1)
+        self._last[key] = ts
+        return ts
+
+
 def timestamp_shift(feed: Feed, mode: str, now_ms: int) -> int:
-    """What to add to data times: ``shifted`` makes the first reading ``now_ms``."""
+    """What to add to data times: ``shifted`` makes the first reading ``now_ms``
+    (``original`` and ``live`` keep them: ``live`` stamps each reading as it is sent)."""
     return now_ms - int(feed.ts[0]) if mode == "shifted" else 0

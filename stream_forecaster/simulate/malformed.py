@@ -1,5 +1,5 @@
-"""Malformed records, to exercise the dead-letter path: each wrong in one way only, of 16
-kinds in rotation, each with the reason serve rejects it for."""
+"""Malformed records, to exercise the dead-letter path: each wrong in one way only, kinds
+in rotation, each with the reason serve rejects it for (every reason has one)."""
 
 from __future__ import annotations
 
@@ -27,7 +27,11 @@ MALFORMED_KINDS: Final = {
     "not_utf8": "not_utf8",
     "huge_integer": "out_of_range",
     "surrogate_key": "bad_key",
+    "far_future": "future_ts",
 }
+
+
+_CENTURY_MS: Final = 100 * 365 * 24 * 3600 * 1000
 
 
 def is_malformed(index: int, ratio: float) -> bool:
@@ -62,6 +66,7 @@ def malformed_record(
         "missing_values": {"ts": ts_ms},
         "huge_integer": {**good, "values": {**values, first: 10**400}},
         "surrogate_key": {**good, "key": key + "\ud800"},
+        "far_future": {**good, "ts": ts_ms + _CENTURY_MS},
     }
     if kind == "not_json":
         value = b'{"ts": %d, "values": {' % ts_ms

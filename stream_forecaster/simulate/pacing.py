@@ -32,15 +32,21 @@ class Pacer:
         self.rate, self.speedup, self.burst_s, self.max_lag_s = rate, speedup, burst_s, max_lag_s
         self._clock, self._sleep = clock, sleep
         self._start: float | None = None
+        self._origin = 0.0  # the first start: schedule restarts move _start, not this
         self._first_ms = 0
 
     def due(self, index: int, data_ms: int) -> float:
         """When record ``index``, of data time ``data_ms``, is due; the first one starts."""
         if self._start is None:
             self._start, self._first_ms = self._clock(), data_ms
+            self._origin = self._start
         if self.rate is not None:
             return self._start + index / self.rate
         return self._start + (data_ms - self._first_ms) / 1000 / self.speedup
+
+    def since_start_ms(self, index: int, data_ms: int) -> int:
+        """When record ``index`` is due, in ms after the first record was."""
+        return round((self.due(index, data_ms) - self._origin) * 1000)
 
     def wait(self, index: int, data_ms: int) -> float:
         """Sleep until the record is due (when worth it); returns the seconds slept."""

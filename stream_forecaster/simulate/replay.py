@@ -13,7 +13,7 @@ from typing import Any, Final
 
 from stream_forecaster.kafka.clients import client_config
 from stream_forecaster.settings import ConfigError, Settings
-from stream_forecaster.simulate.feed import readings, timestamp_shift
+from stream_forecaster.simulate.feed import LiveStamps, readings, timestamp_shift
 from stream_forecaster.simulate.malformed import is_malformed, malformed_record
 from stream_forecaster.simulate.pacing import Pacer
 from stream_forecaster.simulate.sources import load_feed
@@ -60,12 +60,15 @@ def replay(args: argparse.Namespace, settings: Settings) -> int:
     counts = _Counts(args.limit if args.loop else min(args.limit or len(feed), len(feed)))
     producer = _producer(settings)
     pacer = Pacer(None if args.speedup else args.rate or 50.0, args.speedup or 1.0)
-    shift = timestamp_shift(feed, args.timestamps, time.time_ns() // 1_000_000)
+    now_ms = time.time_ns() // 1_000_000
+    shift = timestamp_shift(feed, args.timestamps, now_ms)
+    live = LiveStamps(now_ms) if args.timestamps == "live" else None
     stream = itertools.islice(readings(feed, shift_ms=shift, loop=args.loop), counts.total)
     log.info(
-        "replaying %s to topic %s: keys %s, features %s",
+        "replaying %s to topic %s (timestamps %s): keys %s, features %s",
         args.source,
         topic,
+        args.timestamps,
         ",".join(feed.keys[:5]) + (",..." if len(feed.keys) > 5 else ""),
         ",".join(feed.features),
     )
@@ -73,8 +76,9 @@ def replay(args: argparse.Namespace, settings: Settings) -> int:
     start = last_time = time.monotonic()
     last_sent = 0
     try:
-        for index, (key, ts, values) in enumerate(stream):
-            pacer.wait(index, ts)
+        for index, (key, data_ts, values) in enumerate(stream):
+            pacer.wait(index, data_ts)
+            ts = data_ts if live is None else live.stamp(key, pacer.since_start_ms(index, data_ts))
             if is_malformed(index, args.bad_ratio):
                 record_key, value, _ = malformed_record(counts.bad, key, ts, values)
                 counts.bad += 1

@@ -12,7 +12,7 @@ import numpy.typing as npt
 Outcome = Literal["appended", "duplicate", "out_of_order", "late"]
 
 
-GapAction = Literal["none", "reset", "fill"]
+GapAction = Literal["none", "reset", "fill", "rewind"]
 
 
 #: :attr:`BatchUpdate.outcome` codes index this.
@@ -20,7 +20,7 @@ OUTCOMES: Final[tuple[Outcome, ...]] = ("appended", "duplicate", "out_of_order",
 
 
 #: :attr:`BatchUpdate.gap` codes index this.
-GAP_ACTIONS: Final[tuple[GapAction, ...]] = ("none", "reset", "fill")
+GAP_ACTIONS: Final[tuple[GapAction, ...]] = ("none", "reset", "fill", "rewind")
 
 
 @dataclass(frozen=True)
@@ -29,7 +29,8 @@ class Update:
 
     Args:
         outcome: ``appended``, or why the reading was ignored.
-        gap: ``reset`` or ``fill`` when the reading came after a gap, else ``none``.
+        gap: ``reset`` or ``fill`` when the reading came after a gap, ``rewind`` when it
+            restarted a window that had gone back in time, else ``none``.
         ready: the window is full and complete: a forecast can be made from it now.
         slot: the key's slot in the store.
         new_key: the reading created the key.

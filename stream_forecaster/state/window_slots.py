@@ -68,6 +68,9 @@ class WindowSlots:
         # The median of the kept steps, updated as they are learned (read per reading).
         self._learned_interval = grown("_learned_interval", (), np.int64, 0)
         self._last_seen = grown("_last_seen", (), np.float64, 0.0)
+        # Late readings in a row, each newer than the last of them (see WindowStore.rewind_after).
+        self._late_run = grown("_late_run", (), np.int64, 0)
+        self._late_last_ts = grown("_late_last_ts", (), np.int64, 0)
         self._keys.extend([None] * (capacity - old))
         self._free.extend(range(capacity - 1, old - 1, -1))
 
@@ -96,6 +99,8 @@ class WindowSlots:
             self._n_steps,
             self._learned_interval,
             self._last_seen,
+            self._late_run,
+            self._late_last_ts,
         )
         return sum(a.nbytes for a in arrays) // self.capacity
 
@@ -118,6 +123,7 @@ class WindowSlots:
         self._newest_ts[slot] = 0
         self._n_steps[slot] = 0
         self._learned_interval[slot] = 0
+        self._late_run[slot] = 0
 
     def _intervals(self, slots: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
         """:meth:`interval` of each of ``slots``."""

@@ -4,7 +4,9 @@ Time rules, applied to each reading of a key against that key's newest reading:
 
 - same timestamp: ``duplicate``, ignored (a replay after a crash cannot corrupt a window);
 - older: dropped, as ``out_of_order`` when within ``late_tolerance_ms`` of the newest, else
-  as ``late``;
+  as ``late``; but ``rewind_after`` late readings in a row, each newer than the one before
+  and more than ``max_gap`` intervals older than the newest, restart the window from the
+  last of them (``rewind``: the key's clock, or its feed, went back in time);
 - newer by more than ``max_gap`` sampling intervals: a gap; the window is reset
   (``gap_policy="reset"``) or the missing steps are filled with the last reading
   (``"fill"``);
@@ -55,6 +57,7 @@ class WindowStore(WindowSlots):
         max_gap: a step longer than this many intervals is a gap.
         gap_policy: ``"reset"`` the window on a gap, or ``"fill"`` the missing steps.
         late_tolerance_ms: older readings within this of the newest count as out of order.
+        rewind_after: late readings in a row that restart the window (0: never).
         capacity: slots allocated at first (they double when full).
     """
 
@@ -67,12 +70,14 @@ class WindowStore(WindowSlots):
         max_gap: float = 3.0,
         gap_policy: Literal["reset", "fill"] = "reset",
         late_tolerance_ms: int = 0,
+        rewind_after: int = 3,
         capacity: int = 64,
     ) -> None:
         super().__init__(window, n_features, interval_ms=interval_ms, capacity=capacity)
         self.max_gap = max_gap
         self.gap_policy = gap_policy
         self.late_tolerance_ms = late_tolerance_ms
+        self.rewind_after = rewind_after
         self._codec = SnapshotCodec(window, n_features)
 
     # -- updates ---------------------------------------------------------------------------
@@ -107,22 +112,12 @@ class WindowStore(WindowSlots):
                 outcome: Outcome = (
                     "out_of_order" if newest - ts <= self.late_tolerance_ms else "late"
                 )
-                return Update(outcome, gap, self.is_ready(slot), slot, new_key)
-            step = ts - newest
-            interval = self.interval(slot)
-            if interval and step > self.max_gap * interval:
-                gap = self.gap_policy
-                if gap == "reset":  # the learned interval stays: it belongs to the sensor
-                    self._rows[slot] = 0
-                    self._head[slot] = 0
-                    self._last_nan_row[slot] = -1
-                else:
-                    missing = min(round(step / interval) - 1, self.window)
-                    last = self._values[slot, (self._head[slot] - 1) % self.window].copy()
-                    for _ in range(max(missing, 0)):
-                        self._append(slot, last, bool(np.isnan(last).any()))
+                if outcome == "out_of_order" or not self._rewinds(slot, ts, newest):
+                    return Update(outcome, gap, self.is_ready(slot), slot, new_key)
+                gap = "rewind"
+                self._restart(slot)
             else:
-                self._learn_step(slot, step)
+                gap = self._step(slot, ts - newest)
         if has_nan and self._rows[slot] > 0:
             previous = self._values[slot, (self._head[slot] - 1) % self.window]
             row = np.where(np.isnan(row), previous, row).astype(np.float32)
@@ -130,6 +125,40 @@ class WindowStore(WindowSlots):
         self._append(slot, row, has_nan)
         self._newest_ts[slot] = ts
         return Update("appended", gap, self.is_ready(slot), slot, new_key)
+
+    def _step(self, slot: int, step: int) -> GapAction:
+        """A step forward of ``step`` ms: learned, or a gap (the window reset or filled)."""
+        self._late_run[slot] = 0
+        interval = self.interval(slot)
+        if not interval or step <= self.max_gap * interval:
+            self._learn_step(slot, step)
+            return "none"
+        if self.gap_policy == "reset":
+            self._restart(slot)
+        else:
+            missing = min(round(step / interval) - 1, self.window)
+            last = self._values[slot, (self._head[slot] - 1) % self.window].copy()
+            for _ in range(max(missing, 0)):
+                self._append(slot, last, bool(np.isnan(last).any()))
+        return self.gap_policy
+
+    def _restart(self, slot: int) -> None:
+        """Empty the key's window (the learned interval stays: it belongs to the sensor)."""
+        self._rows[slot] = 0
+        self._head[slot] = 0
+        self._last_nan_row[slot] = -1
+        self._late_run[slot] = 0
+
+    def _rewinds(self, slot: int, ts: int, newest: int) -> bool:
+        """Whether the late reading ``ts`` completes ``rewind_after`` in a row, each newer
+        than the one before and well before ``newest`` (a straggler resets nothing)."""
+        if not self.rewind_after or newest - ts <= self.max_gap * self.interval(slot):
+            return False
+        run = int(self._late_run[slot])
+        run = run + 1 if run and ts > self._late_last_ts[slot] else 1
+        self._late_run[slot] = run
+        self._late_last_ts[slot] = ts
+        return run >= self.rewind_after
 
     def update_batch(
         self,
@@ -206,14 +235,17 @@ class WindowStore(WindowSlots):
         """:meth:`update` on ``members`` of ``batch`` (readings of distinct keys) at once; a
         reading that fills a gap is handed to :meth:`update` itself."""
         slots, ts = batch.slots[members], batch.ts[members]
-        self._last_seen[slots] = batch.now
         known = self._rows[slots] > 0
         newest = self._newest_ts[slots]
         older = known & (ts < newest)
         late = older & (newest - ts > self.late_tolerance_ms)
+        if late.any():  # rare, and each may rewind its window: update() decides
+            return _merged(
+                self._one_by_one(batch, members[late]), self._round(batch, members[~late])
+            )
+        self._last_seen[slots] = batch.now
         batch.outcome[members[known & (ts == newest)]] = OUTCOMES.index("duplicate")
-        batch.outcome[members[older & ~late]] = OUTCOMES.index("out_of_order")
-        batch.outcome[members[late]] = OUTCOMES.index("late")
+        batch.outcome[members[older]] = OUTCOMES.index("out_of_order")
         step = ts - newest
         stepping = known & (step > 0)
         interval = self._intervals(slots)
@@ -224,11 +256,7 @@ class WindowStore(WindowSlots):
             kept = self._append_round(
                 batch, members[rest], stepping[rest], np.zeros(int(rest.sum()), bool), step[rest]
             )
-            return _Ready(
-                np.concatenate((filled.positions, kept.positions)),
-                np.concatenate((filled.windows, kept.windows)),
-                np.concatenate((filled.intervals, kept.intervals)),
-            )
+            return _merged(filled, kept)
         batch.gap[members[is_gap]] = GAP_ACTIONS.index(self.gap_policy)
         return self._append_round(batch, members, stepping, is_gap, step)
 
@@ -250,6 +278,7 @@ class WindowStore(WindowSlots):
         self._rows[cleared] = 0
         self._head[cleared] = 0
         self._last_nan_row[cleared] = -1
+        self._late_run[slots[stepping]] = 0
         self._learn_steps(slots[stepping & ~reset], step[stepping & ~reset])
         slots, members = slots[appended], members[appended]
         rows = batch.rows[members]  # a copy: filled in place
@@ -353,3 +382,12 @@ class _Ready(NamedTuple):
     positions: npt.NDArray[np.int64]
     windows: npt.NDArray[np.float32]
     intervals: npt.NDArray[np.int64]
+
+
+def _merged(first: _Ready, second: _Ready) -> _Ready:
+    """Both, ``first``'s readings first."""
+    return _Ready(
+        np.concatenate((first.positions, second.positions)),
+        np.concatenate((first.windows, second.windows)),
+        np.concatenate((first.intervals, second.intervals)),
+    )

@@ -16,6 +16,7 @@ INVALID_REASONS: Final[dict[str, str]] = {
     "not_object": "the value is JSON but not an object",
     "unknown_field": "the object has a field other than ts, values and key",
     "missing_ts": "the object has no ts",
+    "future_ts": "ts is further ahead of the wall clock than SF_WINDOWS__MAX_FUTURE_MS",
     "bad_ts": "ts is neither epoch milliseconds nor an RFC 3339 time with an offset",
     "missing_values": "the object has no values object",
     "bad_values": "values is not an object of feature name to number or null",

@@ -50,6 +50,20 @@ def parse_timestamp(raw: object) -> int:
     return ts
 
 
+def check_not_ahead(ts: int, latest_ts: float, max_ahead_ms: int | None, where: str) -> None:
+    """Refuse a reading stamped after ``latest_ts`` (the wall clock plus ``max_ahead_ms``).
+
+    Raises:
+        InvalidRecord: ``future_ts``, naming the record (``where``) and both times.
+    """
+    if ts > latest_ts:
+        raise InvalidRecord(
+            "future_ts",
+            f"expected a time at most {max_ahead_ms} ms ahead of the wall clock (before "
+            f"{format_timestamp(int(latest_ts))}), got {format_timestamp(ts)} in record {where}",
+        )
+
+
 def format_timestamp(ts_ms: int) -> str:
     """RFC 3339 UTC rendering of epoch milliseconds, for logs and plots."""
     moment = datetime.fromtimestamp(ts_ms / 1000, tz=UTC)

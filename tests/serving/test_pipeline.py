@@ -314,3 +314,51 @@ def test_no_record_breaks_a_batch(
         assert headers["sf.detail"]
     for forecast in out.forecasts:
         assert math.isfinite(json.loads(forecast.value or b"")["forecast"])
+
+
+def test_a_reading_stamped_far_ahead_is_a_dead_letter_and_the_key_goes_on(
+    engine: InferenceEngine, registry: CollectorRegistry
+) -> None:
+    now_s = 10 * HOUR / 1000  # the wall clock: reading 10's time
+    p = Recorded(Settings(), registry)
+    p.wall_clock = lambda: now_s
+    p.use_engine(engine)
+    year_ahead = Record(
+        "in",
+        0,
+        3,
+        0,
+        *encode_reading("a", 10 * HOUR + 365 * 24 * HOUR, {"t": 1.0, "rh": 2.0, "p": 3.0}),
+    )
+    out = p.process([*(reading("a", i, i) for i in range(3)), year_ahead, reading("a", 3, 4)])
+
+    assert [d.value for d in out.dead_letters] == [year_ahead.value]
+    headers = dict(out.dead_letters[0].headers or [])
+    assert headers["sf.reason"] == b"future_ts"
+    assert b"ahead of the wall clock" in headers["sf.detail"]
+    assert b"a@offset 3" in headers["sf.detail"]
+    assert len(out.forecasts) == 2  # readings 2 and 3: the key was not moved a year on
+    assert registry.get_sample_value("sf_records_invalid_total", {"reason": "future_ts"}) == 1
+
+
+def test_a_key_thrown_ahead_forecasts_again_after_rewind_after_readings(
+    engine: InferenceEngine, registry: CollectorRegistry, caplog: pytest.LogCaptureFixture
+) -> None:
+    """With no future limit, one reading a year ahead becomes the key's newest time; the
+    correct readings after it are late until ``rewind_after`` of them restart the window."""
+    p = Recorded(Settings(windows={"max_future_ms": None, "rewind_after": 3}), registry)
+    p.use_engine(engine)
+    glitch = Record(
+        "in", 0, 3, 0, *encode_reading("a", 365 * 24 * HOUR, {"t": 1.0, "rh": 2.0, "p": 3.0})
+    )
+    p.process([*(reading("a", i, i) for i in range(3)), glitch])
+
+    out = p.process([reading("a", i, offset=i + 1) for i in range(3, 10)])
+
+    assert registry.get_sample_value("sf_readings_ignored_total", {"rule": "late"}) == 2
+    assert registry.get_sample_value("sf_window_gaps_total", {"action": "rewind"}) == 1
+    # readings 5, 6, 7 refill the window (3) from reading 5; 7, 8, 9 forecast
+    assert [json.loads(f.value or b"")["window_end_ts"] for f in out.forecasts] == [
+        i * HOUR for i in (7, 8, 9)
+    ]
+    assert "key a went back in time: 3 late readings in a row" in caplog.text

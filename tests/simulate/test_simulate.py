@@ -22,13 +22,14 @@ from stream_forecaster.model.bundle import BundleManifest, ModelBundle, Training
 from stream_forecaster.model.scaling import Scaling
 from stream_forecaster.settings import ConfigError, KafkaSettings, ModelSettings, Settings
 from stream_forecaster.simulate import replay as replay_module
-from stream_forecaster.simulate.feed import readings, timestamp_shift
+from stream_forecaster.simulate.feed import LiveStamps, readings, timestamp_shift
 from stream_forecaster.simulate.malformed import MALFORMED_KINDS, is_malformed, malformed_record
 from stream_forecaster.simulate.pacing import Pacer
 from stream_forecaster.simulate.replay import replay
 from stream_forecaster.simulate.sources import load_feed
 from stream_forecaster.wire.errors import INVALID_REASONS, InvalidRecord
 from stream_forecaster.wire.readings import check_features, decode_reading, encode_reading
+from stream_forecaster.wire.timestamps import check_not_ahead
 from tests.harness.kafka_broker import consume
 
 HOUR_MS = 3_600_000
@@ -287,8 +288,13 @@ def test_every_malformed_kind_is_rejected_for_its_reason(i: int) -> None:
     key, value, kind = malformed_record(i, "beijing-01", 1_388_534_400_000, values)
     assert malformed_record(i + len(MALFORMED_KINDS), "beijing-01", 0, values)[2] == kind
 
+    def serve_checks() -> None:  # what serve checks, in its order
+        reading = decode_reading(key, value)
+        check_features(reading, list(values))
+        check_not_ahead(reading.ts, time.time() * 1000 + HOUR_MS, HOUR_MS, "here")
+
     with pytest.raises(InvalidRecord) as rejected:
-        check_features(decode_reading(key, value), list(values))
+        serve_checks()
     assert rejected.value.reason == MALFORMED_KINDS[kind]
     # ... while the reading it replaces is fine.
     good = decode_reading(*encode_reading("beijing-01", 1_388_534_400_000, values))
@@ -367,6 +373,23 @@ def test_pacer_does_not_flood_after_a_stall() -> None:
     clock.now += 5.0  # the broker stalled for 5 s
     assert pacer.wait(1, 0) == 0.0
     assert pacer.due(2, 0) == pytest.approx(clock.now + 0.1)  # schedule restarts from now
+
+
+def test_live_stamps_follow_the_schedule_and_never_repeat_for_a_key() -> None:
+    clock = FakeClock()
+    pacer = Pacer(rate=4, burst_s=0, max_lag_s=1.0, clock=clock, sleep=clock.sleep)
+    live = LiveStamps(start_ms=1_800_000_000_000)
+    stamps = []
+    for i, key in enumerate("abab"):
+        pacer.wait(i, 0)
+        stamps.append(live.stamp(key, pacer.since_start_ms(i, 0)))
+    assert stamps == [1_800_000_000_000 + 250 * i for i in range(4)]
+    clock.now += 5.0  # a stall: the schedule restarts later, the stamps move on with it
+    pacer.wait(4, 0)
+    assert live.stamp("a", pacer.since_start_ms(4, 0)) == 1_800_000_005_750
+    fast = LiveStamps(start_ms=0)
+    assert [fast.stamp("a", 0) for _ in range(3)] == [0, 1, 2]  # one ms apart at least
+    assert fast.stamp("b", 0) == 0
 
 
 # -- the command without Kafka -------------------------------------------------------------
@@ -470,6 +493,7 @@ def test_simulate_feeds_a_real_topic(
         try:
             reading = decode_reading(record.key, record.value)
             check_features(reading, BEIJING_FEATURES)
+            check_not_ahead(reading.ts, finished_ms + HOUR_MS, HOUR_MS, "here")
         except InvalidRecord as exc:
             reasons[exc.reason] += 1
             continue
@@ -478,7 +502,6 @@ def test_simulate_feeds_a_real_topic(
     assert [len(stamps) for stamps in good.values()] == [90, 90, 90]
     kinds = list(MALFORMED_KINDS)
     assert reasons == Counter(MALFORMED_KINDS[kinds[i % len(kinds)]] for i in range(30))
-    for stamps in good.values():  # in order per key, hourly apart, starting now
-        steps = np.diff(stamps)
-        assert np.all(steps > 0) and np.all(steps % HOUR_MS == 0)
-        assert started_ms - 1000 <= stamps[0] <= finished_ms
+    for stamps in good.values():  # live: in order per key, each stamped as it was sent
+        assert np.all(np.diff(stamps) > 0)
+        assert started_ms - 1000 <= stamps[0] and stamps[-1] <= finished_ms + 1000

@@ -66,6 +66,41 @@ def test_older_reading_is_dropped_as_out_of_order_or_late() -> None:
     np.testing.assert_array_equal(store.window_of(slot)[:, 0], [1, 2])
 
 
+def test_a_key_whose_clock_went_back_restarts_its_window() -> None:
+    store = WindowStore(window=2, n_features=2, rewind_after=3)
+    feed(store, "k", 5, start=1000 * MIN)  # newest at 1004 min
+    back = [store.update("k", (10 + i) * MIN, row(70 + i, 0), now=0.0) for i in range(4)]
+    assert [(u.outcome, u.gap) for u in back] == [
+        ("late", "none"),
+        ("late", "none"),
+        ("appended", "rewind"),  # the third in a row, each newer than the one before
+        ("appended", "none"),
+    ]
+    assert [u.ready for u in back[2:]] == [False, True]
+    assert store.newest_ts(back[3].slot) == 13 * MIN
+    np.testing.assert_array_equal(store.window_of(back[3].slot)[:, 0], [72, 73])
+    assert store.interval(back[3].slot) == MIN  # learned from the sensor, kept
+
+
+def test_stragglers_and_a_step_forward_do_not_add_up_to_a_rewind() -> None:
+    store = WindowStore(window=2, n_features=2, rewind_after=2, max_gap=3)
+    feed(store, "k", 10)  # newest at 9 min, one a minute
+    for stamp in (7, 6, 8):  # within max_gap intervals of the newest: stragglers
+        assert store.update("k", stamp * MIN, row(0, 0), now=0.0).outcome == "late"
+    assert store.update("k", 1 * MIN, row(0, 0), now=0.0).outcome == "late"
+    assert store.update("k", 1 * MIN - 1, row(0, 0), now=0.0).outcome == "late"  # not newer
+    assert store.update("k", 10 * MIN, row(0, 0), now=0.0).gap == "none"  # forward: run over
+    assert store.update("k", 2 * MIN, row(0, 0), now=0.0).outcome == "late"
+    assert store.update("k", 3 * MIN, row(0, 0), now=0.0).gap == "rewind"
+
+
+def test_late_readings_never_rewind_when_rewind_after_is_0() -> None:
+    store = WindowStore(window=2, n_features=2, rewind_after=0)
+    feed(store, "k", 5, start=1000 * MIN)
+    outcomes = {store.update("k", i * MIN, row(0, 0), now=0.0).outcome for i in range(20)}
+    assert outcomes == {"late"}
+
+
 def test_gap_resets_the_window() -> None:
     store = WindowStore(window=3, n_features=2, max_gap=3)
     feed(store, "k", 4)
@@ -154,7 +189,7 @@ def test_capacity_grows_and_memory_per_key_is_bounded() -> None:
     assert len(store) == 100
     assert store.capacity == 128
     assert all(store.is_ready(store.slot_of(f"k{k}") or 0) for k in range(100))
-    assert store.bytes_per_key() == 24 * 8 * 4 + 8 * 8 + 7 * 8
+    assert store.bytes_per_key() == 24 * 8 * 4 + 8 * 8 + 9 * 8
 
 
 @settings(max_examples=50, deadline=None)
@@ -163,8 +198,8 @@ def test_capacity_grows_and_memory_per_key_is_bounded() -> None:
     window=st.integers(1, 6),
 )
 def test_window_matches_a_naive_reference(steps: list[int], window: int) -> None:
-    """Against a list-based model of the rules (no gaps: max_gap is huge)."""
-    store = WindowStore(window=window, n_features=1, max_gap=1e9)
+    """Against a list-based model of the rules (no gaps: max_gap is huge; no rewinds)."""
+    store = WindowStore(window=window, n_features=1, max_gap=1e9, rewind_after=0)
     kept: list[tuple[int, float]] = []
     ts = 1000
     for i, step in enumerate(steps):
@@ -272,7 +307,7 @@ def test_a_snapshot_of_another_shape_or_damaged_is_refused() -> None:
         st.lists(
             st.tuples(
                 st.sampled_from(["a", "b", "c", "d"]),
-                st.integers(-2, 6),
+                st.integers(-2, 6) | st.just(-30),  # -30: the key's clock goes back
                 st.sampled_from([0.0, 1.0, np.nan]),
             ),
             max_size=40,
@@ -283,17 +318,24 @@ def test_a_snapshot_of_another_shape_or_damaged_is_refused() -> None:
     policy=st.sampled_from(["reset", "fill"]),
     interval_ms=st.sampled_from([None, MIN]),
     vectorise_from=st.sampled_from([1, 16]),
+    rewind_after=st.sampled_from([0, 1, 3]),
 )
 def test_a_batch_update_does_what_one_update_per_reading_does(
     batches: list[list[tuple[str, int, float]]],
     policy: str,
     interval_ms: int | None,
     vectorise_from: int,
+    rewind_after: int,
 ) -> None:
     """update_batch (rounds of distinct keys, vectorised) against update (one reading at a
     time): same outcomes and gaps, the same windows and intervals for the same readings, and
     the same state of every key after each batch (compared through its snapshot)."""
-    options = {"max_gap": 3.0, "gap_policy": policy, "interval_ms": interval_ms}
+    options = {
+        "max_gap": 3.0,
+        "gap_policy": policy,
+        "interval_ms": interval_ms,
+        "rewind_after": rewind_after,
+    }
     one = WindowStore(window=3, n_features=2, capacity=2, **options)  # type: ignore[arg-type]
     many = WindowStore(window=3, n_features=2, capacity=2, **options)  # type: ignore[arg-type]
     ts = dict.fromkeys("abcd", 10 * MIN)
