@@ -77,7 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = load_settings(args.config)
     except ConfigError as exc:
         configure_logging(args.log_level or "INFO")
-        print(f"stream-forecaster: configuration error:\n{exc}", file=sys.stderr)
+        print(f"stream-forecaster: configuration error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     configure_logging(args.log_level or settings.log_level)
     try:

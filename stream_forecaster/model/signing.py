@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import re
 from typing import Final, Literal
 
 from stream_forecaster.model.bundle import BundleError
+
+log = logging.getLogger(__name__)
 
 SECRET_SETTING: Final = "SF_MODEL__SIGNING_SECRET"
 #: A bundle file's signature is in the file of its name plus this (``<bundle>.sig``).
@@ -33,6 +36,25 @@ class SignatureError(BundleError):
     def __init__(self, reason: RejectReason, message: str) -> None:
         super().__init__(message)
         self.reason = reason
+
+
+def warn_if_off(secret: object | None, role: Literal["serve", "retrain"]) -> bool:
+    """Log a warning when signatures are off (no secret, or a blank one); returns whether
+    they are on.
+
+    Args:
+        secret: the configured signing secret (``None``: unset or blank).
+        role: the command, for what being off means to it.
+    """
+    if secret is not None:
+        return True
+    what = (
+        "every bundle in SF_MODEL__PATH and on the model topic is trusted"
+        if role == "serve"
+        else "the models it publishes carry no signature"
+    )
+    log.warning("model signatures are off (%s is unset or blank): %s", SECRET_SETTING, what)
+    return False
 
 
 def sign(data: bytes, secret: str) -> str:

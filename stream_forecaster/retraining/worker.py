@@ -28,6 +28,7 @@ from stream_forecaster.kafka.clients import client_config
 from stream_forecaster.model.bundle import BundleError, ModelBundle
 from stream_forecaster.model.handoff import add_judged
 from stream_forecaster.model.registry import Registry
+from stream_forecaster.model.signing import warn_if_off
 from stream_forecaster.monitoring.http import HttpEndpoints
 from stream_forecaster.monitoring.retrain_metrics import RetrainMetrics
 from stream_forecaster.retraining.gate import Verdict, gate
@@ -105,6 +106,7 @@ class RetrainWorker:
 
     def run(self) -> int:
         """Consume and retrain until :attr:`stop` is set; returns the exit status."""
+        warn_if_off(self.settings.model.signing_secret, "retrain")
         http = HttpEndpoints(
             self.settings.metrics.host,
             self.settings.metrics.port,

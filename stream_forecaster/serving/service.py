@@ -20,6 +20,7 @@ from kafka.errors import KafkaError
 from stream_forecaster.kafka.clients import make_consumer, make_producer, transactional_id
 from stream_forecaster.kafka.probe import BrokerProbe
 from stream_forecaster.kafka.protocols import Consumer
+from stream_forecaster.model.signing import warn_if_off
 from stream_forecaster.monitoring.http import HttpEndpoints
 from stream_forecaster.serving.delivery import Delivery, choose_delivery
 from stream_forecaster.serving.health import Health
@@ -67,6 +68,7 @@ class ForecastService:
 
     def run(self) -> int:
         """Serve until :attr:`stop` is set; returns the exit status."""
+        warn_if_off(self.settings.model.signing_secret, "serve")
         self.http.start()
         self.models.start()
         try:

@@ -8,6 +8,7 @@ environment wins over the file, the file wins over the defaults. An invalid valu
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 import tomllib
@@ -150,19 +151,50 @@ def load_settings(config_file: Path | None = None) -> Settings:
 
 
 def _check_sections(environ: Mapping[str, str]) -> None:
-    """A variable ``SF_<SECTION>__<NAME>`` must name a known section (typos fail loudly)."""
+    """A variable ``SF_<SECTION>__<NAME>`` must name a known section, and one that reads
+    as a setting with a single underscore (``SF_KAFKA_BOOTSTRAP_SERVERS``) is refused:
+    typos fail loudly. Other ``SF_`` variables (``SF_TEST_BOOTSTRAP``) are left alone."""
     sections = {
-        name.upper()
+        name.upper(): f.default
         for name, f in Settings.model_fields.items()
         if isinstance(f.default, BaseModel)
     }
     for name in environ:
-        head, sep, _ = name.upper().removeprefix(ENV_PREFIX).partition(ENV_NESTED_DELIMITER)
-        if name.upper().startswith(ENV_PREFIX) and sep and head not in sections:
+        if not name.upper().startswith(ENV_PREFIX):
+            continue
+        rest = name.upper().removeprefix(ENV_PREFIX)
+        head, sep, _ = rest.partition(ENV_NESTED_DELIMITER)
+        if sep and head not in sections:
             raise ConfigError(
                 f"invalid setting {name}: no section {head.lower()!r}; expected one of "
                 f"{sorted(s.lower() for s in sections)}"
             )
+        section = next((s for s in sections if rest.startswith(s + "_")), None)
+        if not sep and section is not None:
+            field = rest.removeprefix(section + "_").lower()
+            known = field in type(sections[section]).model_fields
+            meant = f"{ENV_PREFIX}{section}{ENV_NESTED_DELIMITER}{field.upper()}"
+            raise ConfigError(
+                f"invalid setting {name}: a section and its setting are joined by two "
+                f"underscores"
+                + (f": did you mean {meant}?" if known else f" ({ENV_PREFIX}{section}__NAME)")
+            )
+
+
+def _did_you_mean(loc: tuple[str | int, ...]) -> str:
+    """``; did you mean SF_...?`` for the known setting closest to ``loc``, if any is close."""
+    model: Any = Settings
+    for part in loc[:-1]:
+        field = model.model_fields.get(str(part))
+        model = field.annotation if field is not None else None
+        if not isinstance(model, type) or not issubclass(model, BaseModel):
+            return ""
+    close = difflib.get_close_matches(str(loc[-1]), list(model.model_fields), n=1)
+    return f"; did you mean {setting_name((*loc[:-1], close[0]))}?" if close else ""
+
+
+def _is_secret(loc: tuple[str | int, ...]) -> bool:
+    return any(word in str(part) for part in loc for word in ("secret", "password", "key"))
 
 
 def _describe(exc: ValidationError, config_file: Path | None) -> str:
@@ -175,6 +207,11 @@ def _describe(exc: ValidationError, config_file: Path | None) -> str:
         where = f"{name} ({dotted}{origin})"
         message = error["msg"].removeprefix("Value error, ")
         received = error.get("input")
+        if error["type"] == "extra_forbidden":  # a typo: its value may be a secret
+            lines.append(f"invalid setting {where}: no such setting{_did_you_mean(loc)}")
+            continue
+        if _is_secret(loc):
+            received = "**********"
         shown = "" if isinstance(received, dict) or "got" in message else f", got {received!r}"
         lines.append(f"invalid setting {where}: {message}{shown}")
     return "\n".join(lines)

@@ -73,3 +73,19 @@ def test_without_a_secret_anything_is_accepted(secret: str | None, signature: st
 def test_signing_needs_a_secret() -> None:
     with pytest.raises(ValueError, match="non-empty"):
         sign(DATA, "")
+
+
+def test_signatures_off_is_a_warning_at_start_up(caplog: pytest.LogCaptureFixture) -> None:
+    from pydantic import SecretStr
+
+    from stream_forecaster.model.signing import warn_if_off
+    from stream_forecaster.settings import Settings
+
+    blank = Settings(model={"signing_secret": "  "}).model.signing_secret
+    assert not warn_if_off(blank, "serve")
+    assert "model signatures are off (SF_MODEL__SIGNING_SECRET is unset or blank)" in caplog.text
+    assert "every bundle in SF_MODEL__PATH and on the model topic is trusted" in caplog.text
+    assert [r.levelname for r in caplog.records] == ["WARNING"]
+    caplog.clear()
+    assert warn_if_off(SecretStr("s3cret"), "retrain")
+    assert caplog.records == []

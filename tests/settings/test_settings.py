@@ -68,7 +68,7 @@ def test_settings_are_frozen() -> None:
         ("SF_MODEL__FEATURES", '["a", "a"]', "unique"),
         ("SF_TOPICS__INPUT", "bad topic!", "Kafka topic name"),
         ("SF_KAFKA__SECURITY_PROTOCOL", "TLS", "PLAINTEXT"),
-        ("SF_MODEL__WINDOWS", "12", "Extra inputs"),
+        ("SF_MODEL__WINDOWS", "12", "no such setting; did you mean SF_MODEL__WINDOW?"),
         ("SF_MODLE__PATH", "/x", "no section 'modle'"),
     ],
 )
@@ -164,3 +164,36 @@ def test_unreadable_or_malformed_file(tmp_path: Path) -> None:
 def test_unrelated_sf_variables_are_ignored(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SF_TEST_BOOTSTRAP", "127.0.0.1:1")
     assert isinstance(load_settings(), Settings)
+
+
+def test_a_single_underscore_after_a_section_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SF_KAFKA_BOOTSTRAP_SERVERS", "broker:9092")
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert str(info.value) == (
+        "invalid setting SF_KAFKA_BOOTSTRAP_SERVERS: a section and its setting are joined by "
+        "two underscores: did you mean SF_KAFKA__BOOTSTRAP_SERVERS?"
+    )
+
+
+def test_a_mistyped_setting_is_named_and_its_value_never_shown(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SF_MODEL__SIGNING_SECRT", "hunter2-very-secret")
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert "hunter2" not in str(info.value)
+    assert str(info.value) == (
+        "invalid setting SF_MODEL__SIGNING_SECRT (model.signing_secrt): no such setting; "
+        "did you mean SF_MODEL__SIGNING_SECRET?"
+    )
+
+
+def test_an_invalid_secret_is_not_shown(tmp_path: Path) -> None:
+    config = tmp_path / "sf.toml"
+    config.write_text("[kafka]\nsasl_plain_password = 31337042\n")
+    with pytest.raises(ConfigError) as info:
+        load_settings(config)
+    assert "31337042" not in str(info.value)
+    assert "SF_KAFKA__SASL_PLAIN_PASSWORD (kafka.sasl_plain_password in" in str(info.value)
+    assert "got '**********'" in str(info.value)
