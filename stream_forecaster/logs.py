@@ -5,6 +5,28 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from typing import Final
+
+#: kafka-python's messages that report what our own logs already say, or nothing a user
+#: can act on, by logger: shown at DEBUG only.
+_DEMOTED: Final = {
+    # a slow step of its I/O loop on a busy machine (our latency metrics show its effect)
+    "kafka.net.selector": ("blocking the event loop",),
+    # a topic not created yet: serve and the model follower say so, once, and wait
+    "kafka.cluster": ("not found in cluster metadata",),
+}
+
+
+class _Demoted(logging.Filter):
+    """Drops records whose message holds one of ``fragments``."""
+
+    def __init__(self, fragments: tuple[str, ...]) -> None:
+        super().__init__()
+        self.fragments = fragments
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = str(record.msg)
+        return not any(fragment in message for fragment in self.fragments)
 
 
 def _utc(seconds: float | None) -> time.struct_time:
@@ -27,3 +49,8 @@ def configure_logging(level: str = "INFO") -> None:
     logging.getLogger("kafka").setLevel(max(logging.WARNING, root.level))
     for noisy in ("absl", "tensorflow", "matplotlib", "h5py"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    for name, fragments in _DEMOTED.items():
+        logger = logging.getLogger(name)
+        logger.filters = [f for f in logger.filters if not isinstance(f, _Demoted)]
+        if root.level > logging.DEBUG:
+            logger.addFilter(_Demoted(fragments))

@@ -155,6 +155,12 @@ def table_spec(
 ) -> TableSpec:
     from stream_forecaster.data.tables import TableSpec, guess_time_columns, read_header
 
+    if target not in features:  # serve reads the target's last value from each window
+        raise ConfigError(
+            f"the target {target!r} is not one of the features {','.join(features)}: the "
+            "model reads the target's past values too; add it to --features (or "
+            "SF_MODEL__FEATURES)"
+        )
     time_column, time_parts = args.time_column, args.time_parts
     if time_column is None and time_parts is None:
         time_column, time_parts = guess_time_columns(read_header(args.csv))

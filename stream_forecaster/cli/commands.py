@@ -10,6 +10,7 @@ clear line and exit with status 2.
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -29,6 +30,8 @@ from stream_forecaster.cli.arguments import EXIT_USAGE, HelpFormatter
 from stream_forecaster.logs import configure_logging
 from stream_forecaster.settings import CONFIG_FILE_ENV, ConfigError, load_settings
 from stream_forecaster.version import __version__
+
+log = logging.getLogger("stream_forecaster")
 
 #: The commands, in the order ``--help`` lists them.
 COMMANDS = (config, serve, retrain, train, backtest, simulate, watch, models, bench)
@@ -70,7 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``stream-forecaster`` command; returns the exit status."""
     from stream_forecaster.data.tables import DataError
+    from stream_forecaster.kafka.errors import ClusterError
     from stream_forecaster.model.bundle import BundleError
+    from stream_forecaster.model.registry import RegistryError
 
     args = build_parser().parse_args(argv)
     try:
@@ -82,9 +87,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(args.log_level or settings.log_level)
     try:
         return int(args.handler(args, settings))
-    except (ConfigError, DataError, BundleError) as exc:
+    except (ConfigError, DataError, BundleError, RegistryError) as exc:  # the user's to fix
         print(f"stream-forecaster {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except ClusterError as exc:  # the cluster's state
+        log.debug("%s failed", args.command, exc_info=True)
+        print(f"stream-forecaster {args.command}: error: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"stream-forecaster {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -72,7 +72,11 @@ def add_parser(
         help="the network outputs the next change of the target (default) or "
         "its level; forecasts are always in the target's units",
     )
-    model.add_argument("--name", default="default", help="model name recorded in the bundle")
+    model.add_argument(
+        "--name",
+        help="model name recorded in the bundle: serve and retrain take the model of "
+        "SF_MODEL__NAME (default: SF_MODEL__NAME, default)",
+    )
     fit = train.add_argument_group("training")
     fit.add_argument("--epochs", type=int, default=50, help="maximum epochs (default 50)")
     fit.add_argument("--batch-size", type=int, default=64, help="default 64")
@@ -139,7 +143,15 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     table = read_table(args.csv, spec)
-    bundle = train(table, spec, options, source=args.csv.name, report=log.info, print_summary=print)
+    bundle = train(
+        table,
+        spec,
+        options,
+        source=args.csv.name,
+        name=args.name or settings.model.name,
+        report=log.info,
+        print_summary=print,
+    )
     out = args.out or settings.model.path
     if out.suffix != ".sfmodel" and not out.exists():
         out.mkdir(parents=True)

@@ -4,4 +4,5 @@
 - ``protocols``: what serve needs of its clients, as typed Protocols (the seam for fakes).
 - ``topics``: the one place that creates topics.
 - ``probe``: the background check that the brokers answer, and the input's end offsets.
+- ``errors``: what the cluster could not do (:class:`ClusterError`).
 """

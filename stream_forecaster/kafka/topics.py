@@ -18,12 +18,13 @@ from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from stream_forecaster.kafka.clients import client_config
+from stream_forecaster.kafka.errors import ClusterError
 from stream_forecaster.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
 
 
-class TopicError(RuntimeError):
+class TopicError(ClusterError):
     """A topic could not be created or described: the brokers cannot be reached, or refuse."""
 
 

@@ -23,6 +23,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import KafkaError
 
 from stream_forecaster.kafka.clients import client_config
+from stream_forecaster.kafka.errors import ClusterError
 from stream_forecaster.kafka.topics import TopicError, TopicSpec, ensure_topic
 from stream_forecaster.model.bundle import BundleError, ModelBundle
 from stream_forecaster.model.signing import SignatureError, verify
@@ -49,7 +50,7 @@ _FOLLOWER_BOOTSTRAP_MS: Final = 2000
 _PUBLISH_BOOTSTRAP_MS: Final = 10_000
 
 
-class ModelTopicError(RuntimeError):
+class ModelTopicError(ClusterError):
     """The model topic cannot be created or written (brokers unreachable, refused)."""
 
 

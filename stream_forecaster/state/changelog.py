@@ -27,6 +27,7 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaTimeoutError
 
 from stream_forecaster.kafka.clients import client_config
+from stream_forecaster.kafka.errors import ClusterError
 from stream_forecaster.kafka.topics import TopicError, TopicSpec, ensure_topic
 from stream_forecaster.settings import Settings
 
@@ -46,7 +47,7 @@ _PROGRESS_EVERY_S: Final = 2.0
 _ROUND_TIMEOUT_MS: Final = 1000
 
 
-class ChangelogError(RuntimeError):
+class ChangelogError(ClusterError):
     """The changelog topic is unusable (wrong partition count) or a restore timed out."""
 
 

@@ -150,6 +150,7 @@ def train(
     options: TrainOptions,
     *,
     source: str,
+    name: str = "default",
     report: Callable[[str], None] = log.info,
     print_summary: Callable[[str], None] | None = None,
 ) -> ModelBundle:
@@ -160,6 +161,7 @@ def train(
         spec: how the table was read (recorded in the bundle).
         options: training knobs.
         source: where the data came from, recorded in the bundle.
+        name: the model name, recorded in the bundle.
         report: receives one progress line per epoch and a final summary.
         print_summary: receives the Keras model summary, line by line.
 
@@ -183,6 +185,7 @@ def train(
         series=len(table.series),
         data_span=(int(all_ts.min()), int(all_ts.max())),
         categories=table.categories,
+        name=name,
         report=report,
         print_summary=print_summary,
     )

@@ -126,6 +126,8 @@ def test_train_then_backtest(small_beijing: Path, tmp_path: Path) -> None:
         "pm2.5",
         "--epochs",
         "2",
+        "--name",
+        "beijing-pm25",
         "--out",
         str(bundle_path),
     )
@@ -135,6 +137,7 @@ def test_train_then_backtest(small_beijing: Path, tmp_path: Path) -> None:
     assert "time from year,month,day,hour" in trained.stderr
 
     bundle = ModelBundle.load(bundle_path)
+    assert bundle.manifest.name == "beijing-pm25"
     info = bundle.manifest.training
     assert bundle.manifest.features == tuple(BEIJING_FEATURES.split(","))
     assert bundle.manifest.categories == {"cbwd": ("NE", "NW", "SE", "cv")}
@@ -174,6 +177,41 @@ def test_csv_without_a_configured_column_names_it(small_beijing: Path, tmp_path:
     )
     assert result.returncode == 2
     assert "feature column 'WIND' not found" in result.stderr
+
+
+def test_a_target_that_is_not_a_feature_is_one_line(small_beijing: Path, tmp_path: Path) -> None:
+    result = run(
+        "train",
+        *("--csv", str(small_beijing), "--features", "TEMP,DEWP", "--target", "pm2.5"),
+        *("--out", str(tmp_path / "x.sfmodel")),
+    )
+    assert result.returncode == 2
+    assert result.stderr == (
+        "stream-forecaster train: error: the target 'pm2.5' is not one of the features "
+        "TEMP,DEWP: the model reads the target's past values too; add it to --features (or "
+        "SF_MODEL__FEATURES)\n"
+    )
+
+
+@pytest.mark.slow
+def test_retrain_with_a_bundle_file_for_its_folder_is_one_line(tmp_path: Path) -> None:
+    bundle = tmp_path / "m.sfmodel"
+    bundle.write_bytes(b"not even a bundle")
+    result = run(
+        "retrain",
+        env={
+            "SF_MODEL__PATH": str(bundle),
+            "SF_KAFKA__BOOTSTRAP_SERVERS": "127.0.0.1:1",
+            "SF_METRICS__PORT": "0",
+        },
+    )
+    assert result.returncode == 2
+    last = result.stderr.strip().splitlines()[-1]
+    assert last == (
+        f"stream-forecaster retrain: error: SF_MODEL__PATH {bundle} is a bundle file; the "
+        "registry needs a folder (set SF_MODEL__PATH to the folder holding the *.sfmodel files)"
+    )
+    assert "Traceback" not in result.stderr
 
 
 def test_text_in_numeric_column_names_it(small_beijing: Path, tmp_path: Path) -> None:
