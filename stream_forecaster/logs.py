@@ -14,7 +14,12 @@ _DEMOTED: Final = {
     "kafka.net.selector": ("blocking the event loop",),
     # a topic not created yet: serve and the model follower say so, once, and wait
     "kafka.cluster": ("not found in cluster metadata",),
+    # each try to reach a broker that is down: the commands say once that they wait
+    "kafka.net.manager": ("Bootstrap", "Connection failed"),
 }
+#: kafka-python's loggers of single connections: each failed try of each connection is an
+#: ERROR there; the commands report the cluster's state in their own words (and metrics).
+_CONNECTION_LOGGERS: Final = ("kafka.net.connection", "kafka.net.transport")
 
 
 class _Demoted(logging.Filter):
@@ -49,6 +54,8 @@ def configure_logging(level: str = "INFO") -> None:
     logging.getLogger("kafka").setLevel(max(logging.WARNING, root.level))
     for noisy in ("absl", "tensorflow", "matplotlib", "h5py"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    for name in _CONNECTION_LOGGERS:
+        logging.getLogger(name).setLevel(logging.CRITICAL if root.level > logging.DEBUG else 0)
     for name, fragments in _DEMOTED.items():
         logger = logging.getLogger(name)
         logger.filters = [f for f in logger.filters if not isinstance(f, _Demoted)]

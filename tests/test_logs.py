@@ -17,8 +17,10 @@ def restore_logging() -> Iterator[None]:
     yield
     root.handlers[:] = handlers
     root.setLevel(level)
-    for name in ("kafka.net.selector", "kafka.cluster"):
+    for name in ("kafka.net.selector", "kafka.cluster", "kafka.net.manager"):
         logging.getLogger(name).filters.clear()
+    for name in ("kafka.net.connection", "kafka.net.transport"):
+        logging.getLogger(name).setLevel(logging.NOTSET)
 
 
 @pytest.mark.usefixtures("restore_logging")
@@ -28,6 +30,8 @@ def test_kafka_python_noise_is_shown_at_debug_only(capsys: pytest.CaptureFixture
     selector.warning("Task %r ran for %.3fs. It is blocking the event loop -- ...", "t", 1.2)
     cluster.error("Topic %s not found in cluster metadata", "sensor-readings")
     cluster.error("Topic %s is not authorized for this client", "sensor-readings")
+    logging.getLogger("kafka.net.transport").error("socket disconnected")
+    logging.getLogger("kafka.net.manager").warning("Bootstrap bootstrap-0 not ready")
     lines = capsys.readouterr().err.splitlines()
     assert len(lines) == 1
     assert lines[0].endswith(

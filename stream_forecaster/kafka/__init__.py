@@ -5,4 +5,5 @@
 - ``topics``: the one place that creates topics.
 - ``probe``: the background check that the brokers answer, and the input's end offsets.
 - ``errors``: what the cluster could not do (:class:`ClusterError`).
+- ``availability``: waiting for the cluster at start-up, saying why it does not answer.
 """

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from kafka import KafkaConsumer, KafkaProducer
+from kafka.coordinator.consumer import ConsumerCoordinator
 from pydantic import SecretStr
 
 from stream_forecaster.settings import KafkaSettings, Settings
@@ -53,8 +54,35 @@ def transactional_id(settings: Settings) -> str:
     return p.transactional_id or f"{p.group_id}-{socket.gethostname()}"
 
 
+def _keep_metadata_rejoins_requested() -> None:
+    """kafka-python (3.0.12) forgets a rebalance that a metadata change started once its
+    JoinGroup/SyncGroup outlives the poll that sent it; make it remember, as the Java client
+    does (KAFKA-9815).
+
+    The group leader rejoins when the partitions it assigned differ from the latest metadata
+    (``ConsumerCoordinator.need_rejoin``), without setting ``rejoin_needed``. Its JoinGroup
+    then takes a new metadata snapshot, so ``need_rejoin()`` turns False while the join is
+    still in flight: when ``poll(timeout_ms=...)`` gives up before the SyncGroup answer, the
+    next polls skip the join, the assignment is never applied, heartbeats stay off, and the
+    member holds no partition until the broker expires it and for good after that.
+    """
+    original = ConsumerCoordinator.need_rejoin
+    if getattr(original, "_sf_keeps_rejoin", False):
+        return
+
+    def need_rejoin(self: ConsumerCoordinator) -> bool:
+        needed: bool = original(self)
+        if needed:
+            self.request_rejoin()  # cleared only once a join completes and is applied
+        return needed
+
+    need_rejoin._sf_keeps_rejoin = True  # type: ignore[attr-defined]
+    ConsumerCoordinator.need_rejoin = need_rejoin
+
+
 def make_consumer(settings: Settings, **overrides: Any) -> KafkaConsumer:
     """A group consumer of the input topic (not yet subscribed); auto-commit off."""
+    _keep_metadata_rejoins_requested()
     p = settings.processing
     config: dict[str, Any] = {
         **client_config(settings.kafka),

@@ -22,7 +22,7 @@ from typing import Any, Final
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import KafkaError
 
-from stream_forecaster.kafka.clients import client_config
+from stream_forecaster.kafka.clients import client_config, reachable
 from stream_forecaster.kafka.errors import ClusterError
 from stream_forecaster.kafka.topics import TopicError, TopicSpec, ensure_topic
 from stream_forecaster.model.bundle import BundleError, ModelBundle
@@ -216,19 +216,31 @@ class ModelFollower:
     def _run(self) -> None:
         backoff_s = 0.5
         consumer: Any = None
+        said_unreachable, failure = False, ""
         while not self._stop.is_set():
             try:
+                if consumer is None and not reachable(self._config["bootstrap_servers"]):
+                    # No client while no broker accepts connections: each one that cannot
+                    # bootstrap logs a burst of errors (and costs kafka-python a thread).
+                    if not said_unreachable:
+                        log.info("model follower: waiting for Kafka at %s", self._bootstrap)
+                        said_unreachable = True
+                    self._stop.wait(backoff_s)
+                    backoff_s = min(backoff_s * 2, self._backoff_max_s)
+                    continue
                 if consumer is None:
                     consumer = KafkaConsumer(**self._config)
                     backoff_s = 0.5
                 self._follow(consumer)
             except Exception as exc:  # a follower thread must never die
-                log.warning(
-                    "model follower: Kafka failure on %s at %s: %r; retrying in %.1fs",
+                said, failure = failure, repr(exc)
+                log.log(
+                    logging.DEBUG if failure == said else logging.WARNING,  # once per cause
+                    "model follower: Kafka failure on %s at %s: %s; retrying, every %.0fs at most",
                     self.topic,
                     self._bootstrap,
-                    exc,
-                    backoff_s,
+                    failure,
+                    self._backoff_max_s,
                 )
                 if consumer is not None:
                     _close(consumer)

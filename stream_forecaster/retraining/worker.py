@@ -24,6 +24,7 @@ from kafka.errors import KafkaError
 
 from stream_forecaster.data.series import Windows, make_windows
 from stream_forecaster.data.tables import DataError
+from stream_forecaster.kafka.availability import wait_for_cluster
 from stream_forecaster.kafka.clients import client_config
 from stream_forecaster.model.bundle import BundleError, ModelBundle
 from stream_forecaster.model.handoff import add_judged
@@ -115,6 +116,9 @@ class RetrainWorker:
             ready=lambda: (True, f"last run: {self._last_outcome}"),
         )
         http.start()
+        if not wait_for_cluster(self.settings.kafka, self.stop, "retrain", self._waiting):
+            http.stop()
+            return 0
         consumer = self._consumer()
         log.info(
             "retraining %s from %s: window %d, features %s, target %s; current model %s",
@@ -141,6 +145,10 @@ class RetrainWorker:
             consumer.close(autocommit=False)
             http.stop()
         return 0
+
+    def _waiting(self, reason: str) -> None:
+        self._alive_at = self.clock()
+        self._last_outcome = f"waiting for Kafka: {reason}"
 
     def _consumer(self) -> Any:
         s = self.settings

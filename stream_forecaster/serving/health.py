@@ -42,6 +42,8 @@ class Health:
         self.recovering = False
         #: Whether the brokers answer (the broker probe's verdict, once it runs).
         self.brokers_answer: Callable[[], bool] = lambda: True
+        #: Why serve still waits for Kafka at start-up, while it does.
+        self.waiting_for_kafka: str | None = None
 
     def check_in(self) -> None:
         """The main loop is alive."""
@@ -58,14 +60,15 @@ class Health:
     def ready(self) -> tuple[bool, str]:
         version = self._model()
         partitions = self._partitions()
-        if version is None:
-            return False, "no model loaded"
-        if not partitions:
-            return False, "no input partitions assigned"
-        if not self.brokers_answer():
-            return False, "Kafka brokers do not answer"
-        if self.recovering:
-            return False, "recovering from a failed checkpoint"
-        if self._clock() - self._polled > POLLING_WITHIN_S:
-            return False, "not polling the input topic"
+        not_yet = (
+            (version is None, "no model loaded"),
+            (self.waiting_for_kafka is not None, f"waiting for Kafka: {self.waiting_for_kafka}"),
+            (not partitions, "no input partitions assigned"),
+            (not self.brokers_answer(), "Kafka brokers do not answer"),
+            (self.recovering, "recovering from a failed checkpoint"),
+            (self._clock() - self._polled > POLLING_WITHIN_S, "not polling the input topic"),
+        )
+        for failing, reason in not_yet:
+            if failing:
+                return False, reason
         return True, f"serving model {version} on {names(partitions)}"

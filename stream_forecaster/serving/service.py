@@ -17,6 +17,7 @@ import threading
 
 from kafka.errors import KafkaError
 
+from stream_forecaster.kafka.availability import wait_for_cluster
 from stream_forecaster.kafka.clients import make_consumer, make_producer, transactional_id
 from stream_forecaster.kafka.probe import BrokerProbe
 from stream_forecaster.kafka.protocols import Consumer
@@ -84,6 +85,9 @@ class ForecastService:
             self.http.stop()
 
     def _serve(self) -> None:
+        if not wait_for_cluster(self.settings.kafka, self.stop, "serve", self._waiting):
+            return
+        self.health.waiting_for_kafka = None
         consumer = make_consumer(self.settings)
         try:
             partitions = self._wait_for_topic(consumer, self.settings.topics.input)
@@ -119,6 +123,11 @@ class ForecastService:
                 end_offsets=lambda: probe.end_offsets,
             )
             consumer.subscribe([s.topics.input], listener=self.assignment)
+            # Metadata after subscribing: kafka-python compares what the first join assigns
+            # with its snapshot of the subscribed topics' partitions, taken only on a metadata
+            # update; taken before subscribe() it is empty, and the group rebalances again
+            # right after the first assignment (see kafka.clients.make_consumer).
+            consumer.topics()
             log.info(
                 "serving %s -> %s (dead letters: %s), group %s, %s",
                 s.topics.input,
@@ -136,6 +145,10 @@ class ForecastService:
             probe.stop()
             if changelog is not None:
                 changelog.close()
+
+    def _waiting(self, reason: str) -> None:
+        self.health.waiting_for_kafka = reason
+        self.health.check_in()
 
     def _before_revoke(self) -> None:
         if self.delivery is not None:

@@ -11,6 +11,7 @@ import threading
 import time
 from typing import Any, Final
 
+from stream_forecaster.kafka.availability import wait_for_cluster
 from stream_forecaster.kafka.clients import client_config
 from stream_forecaster.settings import ConfigError, Settings
 from stream_forecaster.simulate.feed import LiveStamps, readings, timestamp_shift
@@ -110,9 +111,12 @@ def replay(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _producer(settings: Settings) -> Any:
+    """The producer, once the cluster answers (Ctrl-C interrupts the wait: no SIGTERM
+    handler yet, nothing to flush)."""
     from kafka import KafkaProducer
     from kafka.errors import KafkaError
 
+    wait_for_cluster(settings.kafka, threading.Event(), "simulate")
     try:
         return KafkaProducer(**client_config(settings.kafka), acks="all", linger_ms=5, retries=5)
     except KafkaError as exc:

@@ -198,6 +198,9 @@ class FakeConsumer:
     def partitions_for_topic(self, topic: str) -> set[int] | None:
         return {0, 1}
 
+    def topics(self) -> set[str]:
+        return {self.topic}
+
     def position(self, partition: Partition, timeout_ms: int | None = None) -> int | None:
         return 0
 

@@ -83,7 +83,11 @@ class LocalBroker:
 def create_topic(bootstrap: str, prefix: str, partitions: int = 1, **configs: str) -> str:
     """Create a uniquely named topic (the way serve creates its own) and wait until the
     broker reports its leaders."""
-    name = f"{prefix}-{uuid.uuid4().hex[:10]}"
+    return create_topic_named(bootstrap, f"{prefix}-{uuid.uuid4().hex[:10]}", partitions, **configs)
+
+
+def create_topic_named(bootstrap: str, name: str, partitions: int = 1, **configs: str) -> str:
+    """:func:`create_topic` with the name given."""
     ensure_topic(KafkaSettings(bootstrap_servers=bootstrap), TopicSpec(name, partitions, configs))
     admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="sf-tests")
     try:

@@ -80,6 +80,16 @@ class ServeProcess:
             time.sleep(0.2)
         raise TimeoutError(f"serve not ready after {timeout}s; log:\n{self.log_tail()}")
 
+    def wait_log(self, text: str, timeout: float = 60) -> None:
+        """Wait until the log holds ``text`` (polls the file; there is no event to await)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self._check_running()
+            if text in self.log_path.read_text(errors="replace"):
+                return
+            time.sleep(0.2)
+        raise TimeoutError(f"no {text!r} in the log after {timeout}s:\n{self.log_tail()}")
+
     def metric(self, name: str, labels: dict[str, str] | None = None) -> float | None:
         from prometheus_client.parser import text_string_to_metric_families
 

@@ -20,6 +20,7 @@ from tests.harness.bundles import untrained_bundle
 from tests.harness.kafka_broker import (
     LocalBroker,
     consume,
+    create_topic_named,
     produce,
     produce_paced,
     wait_all_committed,
@@ -222,3 +223,49 @@ def test_broker_down_for_20_s_mid_stream_exactly_once(
         assert status == 0, member.log_tail(200)  # never crashed: the same processes throughout
     assert len(pids) == 2 and all(e and e > 0 for e in errors)
     assert_exactly_the_reference(fleet.output(len(expected)), expected)
+
+
+def test_serve_started_before_its_broker_waits_and_serves_once_it_starts(
+    tmp_path: Path,
+) -> None:
+    """serve waits for a broker that is not there yet (saying why, not ready), and serves
+    once it starts: no exit, no restart."""
+    broker = LocalBroker(data_dir=tmp_path / "kafka")
+    models = tmp_path / "models"
+    bundle = untrained_bundle(window=WINDOW)
+    bundle.save(models)
+    serve = ServeProcess(
+        bootstrap=broker.bootstrap,
+        input_topic="late-in",
+        output_topic="late-out",
+        dead_letter_topic="late-dl",
+        model_path=models,
+        log_path=tmp_path / "serve.log",
+    ).start()
+    try:
+        serve.wait_log("serve: waiting for Kafka at", timeout=60)
+        status, reason = serve.get("/readyz")
+        assert status == 503
+        assert reason.startswith(
+            f"waiting for Kafka: no broker accepts connections ({broker.bootstrap}"
+        )
+        assert serve.get("/healthz")[0] == 200  # alive: it only waits
+
+        broker.start()
+        try:
+            for name, partitions in (("late-in", 2), ("late-out", 2), ("late-dl", 1)):
+                create_topic_named(broker.bootstrap, name, partitions)
+            serve.wait_ready(timeout=120)
+            items = readings(3, 0, WINDOW + 2)
+            produce(broker.bootstrap, "late-in", items)
+            forecasts = consume(broker.bootstrap, "late-out", 3 * 3, timeout=120)
+            assert len(forecasts) == 9
+            assert serve.log_tail().count("serve: waiting for Kafka at") == 1  # said once
+            assert "answers after" in serve.log_tail()
+            status, _ = serve.terminate()
+            assert status == 0
+        finally:
+            broker.stop()
+    finally:
+        if serve.process is not None and serve.process.poll() is None:
+            serve.kill()
