@@ -184,6 +184,54 @@ def test_malformed_records_go_to_the_dead_letter_topic_and_nothing_is_lost(
     assert process.process.poll() is None  # never restarted, still running
 
 
+#: Records that each once stopped serve with a traceback (a crash loop on restart).
+POISON: list[tuple[bytes | None, bytes, str]] = [
+    (
+        b"sensor-0",
+        b'{"ts": 5, "values": {"t": 1%s, "rh": 2, "p": 3}}' % (b"0" * 400),
+        "out_of_range",
+    ),
+    (
+        b"sensor-0",
+        b'{"ts": "0001-01-01T00:00:00+14:00", "values": {"t": 1, "rh": 2, "p": 3}}',
+        "bad_ts",
+    ),
+    (
+        b"sensor-0",
+        b'{"ts": "9999-12-31T23:30:00-01:00", "values": {"t": 1, "rh": 2, "p": 3}}',
+        "bad_ts",
+    ),
+    (None, b'{"key": "sensor-\\ud800", "ts": 5, "values": {"t": 1, "rh": 2, "p": 3}}', "bad_key"),
+    (b"sensor-\xed\xa0\x80", b'{"ts": 5, "values": {"t": 1, "rh": 2, "p": 3}}', "not_utf8"),
+    (b"sensor-0", b'{"ts": 4102444800000, "values": {"t": 1, "rh": 2, "p": 3}}', "future_ts"),
+]
+
+
+def test_poison_records_are_dead_letters_and_serve_keeps_its_pid(
+    serve: Callable[..., ServeProcess], kafka_bootstrap: str
+) -> None:
+    keys, readings = 2, 3 * len(POISON)
+    good = good_records(keys, readings)
+    stream: list[tuple[bytes | None, bytes]] = []
+    for i, record in enumerate(good):  # each poison record alone among good readings
+        stream.append(record)
+        if i % (3 * keys) == 0 and i // (3 * keys) < len(POISON):
+            stream.append(POISON[i // (3 * keys)][:2])
+    process = serve()
+    process.wait_ready()
+    pid = process.process.pid if process.process else None
+    produce(kafka_bootstrap, process.input_topic, stream)
+
+    letters = consume(kafka_bootstrap, process.dead_letter_topic, len(POISON), settle_s=1)
+    out = forecasts(consume(kafka_bootstrap, process.output_topic, keys * (readings - WINDOW + 1)))
+
+    received = {letter.value: (letter.key, dict(letter.headers)["sf.reason"]) for letter in letters}
+    assert received == {value: (key, reason.encode()) for key, value, reason in POISON}
+    assert len(out) == keys * (readings - WINDOW + 1)  # the year-2100 reading moved nothing
+    assert process.process is not None and process.process.pid == pid
+    assert process.process.poll() is None
+
+
 def test_metrics_parse_and_latency_histograms_move(
     serve: Callable[..., ServeProcess], kafka_bootstrap: str, tmp_path: Path
 ) -> None:
