@@ -37,7 +37,8 @@ def add_parser(
         "--model",
         type=Path,
         metavar="BUNDLE",
-        help="bundle file or folder (default: SF_MODEL__PATH)",
+        help="bundle file, or a folder: its current model, as serve and `models list` "
+        "see it (default: SF_MODEL__PATH)",
     )
     backtest.add_argument(
         "--tail",
@@ -61,9 +62,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     require_training("backtest")
     from stream_forecaster.data.tables import read_table
     from stream_forecaster.model.bundle import ModelBundle
+    from stream_forecaster.model.registry import current_file
     from stream_forecaster.training.backtest import plot_backtest, run_backtest
 
-    bundle = ModelBundle.load(args.model or settings.model.path)
+    bundle = ModelBundle.load(current_file(args.model or settings.model.path))
     manifest = bundle.manifest
     recorded = manifest.training.table
     for name in ("key_column", "time_column", "time_parts"):

@@ -92,6 +92,8 @@ def run_list(args: argparse.Namespace, settings: Settings) -> int:
     for line in _table(entries, current):
         print(line)
     print(f"current: {current.version if current else 'none'} (* above)")
+    for stray in registry.unregistered():
+        print(f"not in {folder / 'registry.json'}, never served: {stray.name}")
     return 0
 
 

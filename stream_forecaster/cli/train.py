@@ -113,7 +113,8 @@ def add_parser(
 def run(args: argparse.Namespace, settings: Settings) -> int:
     require_training("train")
     from stream_forecaster.data.tables import read_table
-    from stream_forecaster.model.handoff import sign_file
+    from stream_forecaster.model.handoff import sign_file, signature_of
+    from stream_forecaster.model.registry import MANIFEST_NAME, Registry
     from stream_forecaster.training.fit import TrainOptions, train
 
     features = args.features or settings.model.features
@@ -153,14 +154,25 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         print_summary=print,
     )
     out = args.out or settings.model.path
-    if out.suffix != ".sfmodel" and not out.exists():
-        out.mkdir(parents=True)
-    written = bundle.save(out)
     metrics = bundle.manifest.training.metrics
-    print(f"wrote model bundle {written} (version {bundle.version})")
-    sidecar = sign_file(written, settings.model)
-    if sidecar is not None:
-        print(f"signed it (SF_MODEL__SIGNING_SECRET): {sidecar}")
+    if (out / MANIFEST_NAME).is_file():  # a registry: what it does not name is never served
+        Registry(out).add(
+            bundle,
+            metrics=dict(metrics),
+            signature=signature_of(bundle.to_bytes(), settings.model),
+        )
+        print(
+            f"added model {bundle.version} to the registry {out} as a candidate; "
+            f"`stream-forecaster models promote {bundle.version}` serves it"
+        )
+    else:
+        if out.suffix != ".sfmodel" and not out.exists():
+            out.mkdir(parents=True)
+        written = bundle.save(out)
+        print(f"wrote model bundle {written} (version {bundle.version})")
+        sidecar = sign_file(written, settings.model)
+        if sidecar is not None:
+            print(f"signed it (SF_MODEL__SIGNING_SECRET): {sidecar}")
     print(
         f"validation MAE {metrics['val_mae']:.4f}, persistence {metrics['val_persistence_mae']:.4f}"
     )

@@ -52,6 +52,7 @@ class ModelSource:
         self._secret = secret.get_secret_value() if secret is not None else None
         self._seen: tuple[Path, int, int, str | None] | None = None
         self._reported_missing = False
+        self._reported_stray = False
 
     def poll(self) -> ModelBundle | None:
         """A bundle not returned before, or ``None`` when nothing new (or nothing valid)."""
@@ -102,6 +103,16 @@ class ModelSource:
                     f"registry {folder / MANIFEST_NAME} has no current version yet "
                     f"(versions: {', '.join(e.version for e in registry.entries()) or 'none'})"
                 )
+            stray = registry.unregistered()
+            if stray and not self._reported_stray:
+                log.warning(
+                    "%s: %s not in %s: never served (`train --out` registers a new bundle; "
+                    "`stream-forecaster models list` shows the registry)",
+                    folder,
+                    ", ".join(p.name for p in stray),
+                    MANIFEST_NAME,
+                )
+                self._reported_stray = True
             path = folder / entry.file
             return path, entry.signature or _sidecar_signature(path)
         path = resolve_bundle(folder)

@@ -146,6 +146,14 @@ class Registry:
         """
         return self._entry(self._read(), version)
 
+    def unregistered(self) -> list[Path]:
+        """Bundle files of a folder with a ``registry.json`` that it does not name (copied
+        in by hand): never served. Without ``registry.json`` every file counts."""
+        if not self.has_manifest():
+            return []
+        named = {e.file for e in self._read().entries}
+        return sorted(p for p in self.path.glob(f"*{BUNDLE_SUFFIX}") if p.name not in named)
+
     def bundle_path(self, version: str) -> Path:
         """The bundle file of ``version``."""
         return self.path / self.entry(version).file
@@ -340,6 +348,25 @@ class Registry:
                 yield
             finally:
                 fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+
+
+def current_file(path: Path) -> Path:
+    """The current model at ``path``, the same for every command: a bundle file itself; in
+    a folder, the registry's current version (without ``registry.json``, the newest file).
+
+    Raises:
+        BundleError: nothing there, or no version promoted yet.
+    """
+    if path.is_file():
+        return path
+    if not path.exists():
+        raise BundleError(f"model bundle {path} does not exist")
+    registry = Registry(path)
+    entry = registry.current()
+    if entry is None:
+        versions = ", ".join(e.version for e in registry.entries()) or "none"
+        raise BundleError(f"no current model in {path} (versions: {versions})")
+    return path / entry.file
 
 
 def _with_signature(

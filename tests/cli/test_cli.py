@@ -165,6 +165,33 @@ def test_train_then_backtest(small_beijing: Path, tmp_path: Path) -> None:
     assert numbers["mae"] > 0 and numbers["persistence_mae"] > 0
 
 
+@pytest.mark.slow
+def test_train_into_a_registry_adds_a_candidate_that_models_list_shows(
+    small_beijing: Path, tmp_path: Path
+) -> None:
+    from stream_forecaster.model.registry import Registry
+    from tests.harness.bundles import untrained_bundle
+
+    registry = Registry(tmp_path / "models")
+    served = untrained_bundle()
+    registry.add(served, status="promoted")
+    trained = run(
+        "train",
+        *("--csv", str(small_beijing), "--features", BEIJING_FEATURES, "--categorical", "cbwd"),
+        *("--epochs", "1", "--out", str(tmp_path / "models")),
+    )
+    assert trained.returncode == 0, trained.stderr
+    (entry,) = [e for e in registry.entries() if e.version != served.version]
+    assert entry.status == "candidate"
+    assert f"as a candidate; `stream-forecaster models promote {entry.version}` serves it" in (
+        trained.stdout
+    )
+    assert registry.current() is not None and registry.current().version == served.version  # type: ignore[union-attr]
+    listed = run("models", "list", env={"SF_MODEL__PATH": str(tmp_path / "models")})
+    assert entry.version in listed.stdout
+    assert f"current: {served.version}" in listed.stdout
+
+
 def test_csv_without_a_configured_column_names_it(small_beijing: Path, tmp_path: Path) -> None:
     result = run(
         "train",

@@ -12,7 +12,13 @@ import pytest
 
 from stream_forecaster.model.bundle import BundleError, ModelBundle
 from stream_forecaster.model.folder import ModelSource
-from stream_forecaster.model.registry import MANIFEST_NAME, Entry, Registry, RegistryError
+from stream_forecaster.model.registry import (
+    MANIFEST_NAME,
+    Entry,
+    Registry,
+    RegistryError,
+    current_file,
+)
 from stream_forecaster.model.signing import sign
 from stream_forecaster.settings import ModelSettings
 from tests.harness.bundles import untrained_bundle
@@ -351,3 +357,40 @@ def test_a_bundle_that_does_not_fit_the_settings_is_incompatible(
     assert ModelSource(settings, on_reject=rejections).poll() is None
     assert rejections.seen[0][0] == "incompatible"
     assert failures(rejections) == 1
+
+
+# -- one story of "the current model" ----------------------------------------------------------
+
+
+def test_every_command_sees_the_same_current_model(
+    tmp_path: Path, bundles: list[ModelBundle], caplog: pytest.LogCaptureFixture
+) -> None:
+    """serve, `models list` and backtest (current_file) agree, also with a bundle file
+    copied into the folder by hand: not in registry.json, never served, and said so."""
+    registry = Registry(tmp_path)
+    registry.add(bundles[0], status="promoted")
+    registry.add(bundles[1], status="candidate")
+    stray = bundles[3].save(tmp_path)  # newest of all, but not in registry.json
+
+    assert current_file(tmp_path) == tmp_path / f"{bundles[0].version}.sfmodel"
+    assert registry.current() is not None and registry.current().version == bundles[0].version  # type: ignore[union-attr]
+    assert registry.unregistered() == [stray]
+    served = ModelSource(ModelSettings(path=tmp_path)).poll()
+    assert served is not None and served.version == bundles[0].version
+    assert f"{stray.name} not in registry.json: never served" in caplog.text
+
+
+def test_the_current_model_of_plain_files_a_file_and_nothing(
+    tmp_path: Path, bundles: list[ModelBundle]
+) -> None:
+    one = bundles[0].save(tmp_path)
+    newest = bundles[2].save(tmp_path)
+    assert current_file(tmp_path) == newest  # no registry.json: the newest file
+    assert current_file(one) == one
+    assert Registry(tmp_path).unregistered() == []
+    with pytest.raises(BundleError, match="does not exist"):
+        current_file(tmp_path / "nothing")
+    empty = Registry(tmp_path / "reg")
+    empty.add(bundles[1], status="candidate")
+    with pytest.raises(BundleError, match=f"no current model in .*versions: {bundles[1].version}"):
+        current_file(tmp_path / "reg")
