@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from stream_forecaster.model.network import DROPOUT_RATE, LSTM_UNITS, build_model
 from stream_forecaster.model.scaling import Scaling
+from stream_forecaster.model.weights import MAX_BUNDLE_BYTES, WeightsError, read_weights
 
 if TYPE_CHECKING:
     import keras
@@ -45,7 +46,8 @@ class BundleError(ValueError):
 
     Attributes:
         reason: why it is refused, the label of ``sf_model_bundles_rejected_total``:
-            ``damaged`` here; ``incompatible``, ``unsigned`` or ``forged`` in subclasses.
+            ``damaged`` here; ``incompatible``, ``oversized``, ``unsigned`` or ``forged``
+            in subclasses.
     """
 
     reason: str = "damaged"
@@ -55,6 +57,13 @@ class IncompatibleBundle(BundleError):
     """The bundle is valid but does not fit what the service was configured to serve."""
 
     reason = "incompatible"
+
+
+class BundleTooLarge(BundleError):
+    """The bundle, or what its weights would unpack to, is over the size caps; it was
+    never loaded."""
+
+    reason = "oversized"
 
 
 class BundleChecksumError(BundleError):
@@ -203,6 +212,10 @@ class ModelBundle:
             BundleChecksumError: the contents do not match the recorded sha256.
             BundleError: not a bundle, or its contents do not fit the seed model.
         """
+        if len(data) > MAX_BUNDLE_BYTES:
+            raise BundleTooLarge(
+                f"{source} has {len(data)} bytes, more than the {MAX_BUNDLE_BYTES} allowed"
+            )
         header = _HEADER_RE.match(data[:_HEADER_LEN])
         if header is None:
             raise BundleError(
@@ -224,13 +237,12 @@ class ModelBundle:
             manifest = BundleManifest.model_validate_json(manifest_json)
         except ValidationError as exc:
             raise BundleError(f"{source}: invalid manifest: {exc}") from None
+        shapes = _seed_weight_shapes(manifest.window, len(manifest.features))
         try:
-            with np.load(io.BytesIO(archive), allow_pickle=False) as npz:
-                weights = tuple(
-                    np.asarray(npz[name], dtype=np.float32) for name in sorted(npz.files)
-                )
-        except (OSError, ValueError) as exc:
-            raise BundleError(f"{source}: cannot read the weights: {exc}") from None
+            weights = read_weights(archive, shapes)
+        except WeightsError as exc:
+            error = BundleTooLarge if exc.oversized else BundleError
+            raise error(f"{source}: cannot read the weights: {exc}") from None
         bundle = cls(manifest=manifest, weights=weights)
         bundle._check_shapes(source)
         return bundle

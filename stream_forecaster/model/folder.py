@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from pathlib import Path
+from typing import Final
 
 from stream_forecaster.model.bundle import (
     BundleError,
@@ -24,11 +25,15 @@ from stream_forecaster.model.bundle import (
     ModelBundle,
     resolve_bundle,
 )
+from stream_forecaster.model.files import inside, read_regular_file
 from stream_forecaster.model.registry import MANIFEST_NAME, Registry, RegistryError
 from stream_forecaster.model.signing import SIGNATURE_SUFFIX, verify
+from stream_forecaster.model.weights import MAX_BUNDLE_BYTES
 from stream_forecaster.settings import ModelSettings
 
 log = logging.getLogger(__name__)
+
+_MAX_SIGNATURE_BYTES: Final = 1024
 
 
 class ModelSource:
@@ -69,10 +74,7 @@ class ModelSource:
             return None
         self._seen = identity
         try:
-            try:
-                data = path.read_bytes()
-            except OSError as exc:
-                raise BundleError(f"cannot read model bundle {path}: {exc.strerror}") from None
+            data = read_regular_file(path, MAX_BUNDLE_BYTES)
             verify(data, signature, self._secret)
             bundle = ModelBundle.from_bytes(data, source=str(path))
             self.check_fits(bundle)
@@ -113,7 +115,7 @@ class ModelSource:
                     MANIFEST_NAME,
                 )
                 self._reported_stray = True
-            path = folder / entry.file
+            path = inside(folder, entry.file)
             return path, entry.signature or _sidecar_signature(path)
         path = resolve_bundle(folder)
         return path, _sidecar_signature(path)
@@ -148,8 +150,11 @@ class ModelSource:
 def _sidecar_signature(path: Path) -> str | None:
     """The signature in ``<path>.sig`` (hex, surrounding whitespace ignored), if any."""
     sidecar = path.with_name(path.name + SIGNATURE_SUFFIX)
+    if not sidecar.exists():
+        return None
     try:
-        text = sidecar.read_text(encoding="utf-8").strip()
-    except (OSError, UnicodeDecodeError):
+        text = read_regular_file(sidecar, _MAX_SIGNATURE_BYTES).decode("utf-8").strip()
+    except (BundleError, UnicodeDecodeError) as exc:
+        log.warning("ignoring signature file %s: %s", sidecar, exc)
         return None
     return text or None

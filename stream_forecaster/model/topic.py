@@ -27,13 +27,13 @@ from stream_forecaster.kafka.errors import ClusterError
 from stream_forecaster.kafka.topics import TopicError, TopicSpec, ensure_topic
 from stream_forecaster.model.bundle import BundleError, ModelBundle
 from stream_forecaster.model.signing import SignatureError, verify
+from stream_forecaster.model.weights import MAX_BUNDLE_BYTES
 from stream_forecaster.settings import Settings
 
 log = logging.getLogger(__name__)
 
 VERSION_HEADER: Final = "sf.version"
 SIGNATURE_HEADER: Final = "sf.signature"
-MAX_BUNDLE_BYTES: Final = 16 * 1024 * 1024
 # Room for the record's key, headers and batch overhead on top of the bundle.
 _MAX_MESSAGE_BYTES: Final = MAX_BUNDLE_BYTES + 64 * 1024
 TOPIC_CONFIG: Final = {

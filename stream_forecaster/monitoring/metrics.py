@@ -238,7 +238,8 @@ class ServiceMetrics:
         )
         self.model_bundles_rejected = Counter(
             "sf_model_bundles_rejected",
-            "Model bundles refused, by reason: unsigned, forged, damaged, incompatible.",
+            "Model bundles refused, by reason: unsigned, forged, damaged, incompatible, "
+            "oversized.",
             ["reason"],
             registry=r,
         )
@@ -262,7 +263,7 @@ class ServiceMetrics:
             self.kafka_errors.labels(operation=operation)
         for reason in UNSCORED_REASONS:
             self.forecasts_unscored.labels(reason=reason)
-        for reason in ("unsigned", "forged", "damaged", "incompatible"):
+        for reason in ("unsigned", "forged", "damaged", "incompatible", "oversized"):
             self.model_bundles_rejected.labels(reason=reason)
 
 
