@@ -8,7 +8,8 @@ its end and serves the newest bundle for its name, then every one published afte
 
 :class:`ModelFollower` does that on a background thread with its own consumer (no group,
 no commits). Each bundle is checked before it is handed over: the signature when a secret
-is set (``unsigned``/``forged``), then the checksum and the contents (``damaged``).
+is set (``unsigned``/``forged``), then the size, the checksum and the contents
+(``oversized``, ``damaged``).
 """
 
 from __future__ import annotations
@@ -151,8 +152,8 @@ class ModelFollower:
     Args:
         settings: cluster, ``topics.models``, ``model.name``, ``model.signing_secret``.
         on_bundle: called with each verified bundle.
-        on_reject: called with ``(reason, detail)``, reason ``unsigned``, ``forged`` or
-            ``damaged``.
+        on_reject: called with ``(reason, detail)``, reason ``unsigned``, ``forged``,
+            ``oversized`` or ``damaged``.
     """
 
     def __init__(
@@ -340,8 +341,8 @@ class ModelFollower:
         except SignatureError as exc:
             self._reject(exc.reason, f"{what}: {exc}")
             return
-        except BundleError as exc:
-            self._reject("damaged", str(exc))
+        except BundleError as exc:  # damaged, or oversized
+            self._reject(exc.reason, str(exc))
             return
         log.info("model topic: %s verified; handing it over", what)
         try:

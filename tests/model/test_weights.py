@@ -3,10 +3,8 @@ before it is unpacked, with the memory it would have taken never spent."""
 
 from __future__ import annotations
 
-import hashlib
 import io
 import tracemalloc
-import zipfile
 
 import numpy as np
 import pytest
@@ -14,35 +12,12 @@ from numpy.lib import format as npy
 
 from stream_forecaster.model.bundle import BundleError, BundleTooLarge, ModelBundle
 from stream_forecaster.model.weights import MAX_BUNDLE_BYTES, WeightsError, read_weights
-from tests.harness.bundles import untrained_bundle
-
-
-def bundle_bytes(manifest_json: bytes, archive: bytes) -> bytes:
-    payload = manifest_json + b"\n" + archive
-    return b"SFBUNDLE/1 sha256=" + hashlib.sha256(payload).hexdigest().encode() + b"\n" + payload
-
-
-def archive_of(members: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        for name, data in members.items():
-            archive.writestr(name, data)
-    return buffer.getvalue()
-
-
-def npy_bytes(array: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    npy.write_array(buffer, array)
-    return buffer.getvalue()
+from tests.harness.bundles import archive_of, bundle_bytes, members_of, npy_bytes, untrained_bundle
 
 
 @pytest.fixture(scope="module")
 def good() -> ModelBundle:
     return untrained_bundle()
-
-
-def members_of(bundle: ModelBundle) -> dict[str, bytes]:
-    return {f"w{i:03d}.npy": npy_bytes(w) for i, w in enumerate(bundle.weights)}
 
 
 def test_a_zip_bomb_is_refused_before_it_is_unpacked(good: ModelBundle) -> None:
