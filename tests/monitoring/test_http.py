@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
+import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry, Counter
 
 from stream_forecaster.monitoring.http import MAX_HEAD_BYTES, HttpEndpoints
 from stream_forecaster.settings import ConfigError
+from tests.harness.bundles import untrained_bundle
+from tests.harness.serve_process import ServeProcess
 
 
 def failing_probe() -> tuple[bool, str]:
@@ -124,3 +129,58 @@ def test_a_flood_of_idle_connections_takes_no_threads_and_the_probe_gets_in(
     finally:
         for client in flood:
             client.close()
+
+
+@pytest.mark.kafka
+def test_3000_idle_connections_to_serve_cause_no_rebalance(
+    tmp_path: Path, kafka_bootstrap: str, new_topic: Callable[..., str]
+) -> None:
+    """Two members of one group; 3,000 idle connections to one's metrics port for twice the
+    session timeout: its heartbeat goes on (no member loses its partition) and its probe
+    answers throughout."""
+    models = tmp_path / "models"
+    untrained_bundle().save(models)
+    input_topic, output_topic, dead_letter_topic = new_topic(2), new_topic(2), new_topic(1)
+    group = f"flood-{time.monotonic_ns()}"
+    members = [
+        ServeProcess(
+            bootstrap=kafka_bootstrap,
+            model_path=models,
+            log_path=tmp_path / f"serve-{name}.log",
+            group_id=group,
+            input_topic=input_topic,
+            output_topic=output_topic,
+            dead_letter_topic=dead_letter_topic,
+        )
+        for name in ("a", "b")
+    ]
+    flood: list[socket.socket] = []
+    try:
+        for member in members:
+            member.start()
+        for member in members:
+            member.wait_ready()
+        for member in members:  # both hold a partition: the group is settled
+            member.wait_metric("sf_assigned_partitions", 1.0)
+        assignments = [m.log_path.read_text().count("partitions assigned:") for m in members]
+
+        target = members[0]
+        for _ in range(3000):
+            with contextlib.suppress(OSError):  # the server closes the oldest at its cap
+                flood.append(socket.create_connection(("127.0.0.1", target.port), timeout=30))
+        deadline = time.monotonic() + 2 * 10  # twice the session timeout (10 s)
+        while time.monotonic() < deadline:  # a duration to ride out, probed meanwhile
+            assert target.get("/healthz")[0] == 200
+            time.sleep(1)
+
+        assert [m.log_path.read_text().count("partitions assigned:") for m in members] == (
+            assignments
+        )
+        for member in members:
+            assert member.metric("sf_assigned_partitions") == 1.0
+            assert member.get("/readyz")[0] == 200
+    finally:
+        for client in flood:
+            client.close()
+        for member in members:
+            member.close()
