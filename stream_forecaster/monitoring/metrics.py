@@ -238,8 +238,7 @@ class ServiceMetrics:
         )
         self.model_bundles_rejected = Counter(
             "sf_model_bundles_rejected",
-            "Model bundles refused, by reason: unsigned, forged, damaged, incompatible, "
-            "oversized.",
+            "Model bundles refused, by reason: unsigned, forged, damaged, incompatible, oversized.",
             ["reason"],
             registry=r,
         )
