@@ -19,6 +19,7 @@ from stream_forecaster.cli import (
     backtest,
     bench,
     config,
+    doctor,
     models,
     retrain,
     serve,
@@ -34,7 +35,7 @@ from stream_forecaster.version import __version__
 log = logging.getLogger("stream_forecaster")
 
 #: The commands, in the order ``--help`` lists them.
-COMMANDS = (config, serve, retrain, train, backtest, simulate, watch, models, bench)
+COMMANDS = (config, doctor, serve, retrain, train, backtest, simulate, watch, models, bench)
 
 _EPILOG = """\
 Every setting can also come from the environment, prefix SF_, sections joined by __

@@ -146,6 +146,7 @@ def _metadata_problem(kafka: KafkaSettings, timeout_s: float) -> str | None:
             consumer = KafkaConsumer(
                 **client_config(kafka),
                 group_id=None,
+                enable_auto_commit=False,  # else kafka-python warns that it disables it
                 bootstrap_timeout_ms=int(timeout_s * 1000),
             )
             try:

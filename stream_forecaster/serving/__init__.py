@@ -9,5 +9,6 @@
 - ``engine`` and ``onnx_graph``: the batched inference on ONNX Runtime.
 - ``model_intake`` and ``hot_swap``: new models from the folder and the topic, swapped in.
 - ``health``: what /healthz and /readyz answer.
+- ``doctor``: the checks of ``stream-forecaster doctor`` (brokers, topics, ACLs, model).
 - ``recorder``: the one writer of serve's metrics.
 """
