@@ -9,6 +9,7 @@ count is returned as found, so that callers can check it.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +23,9 @@ from stream_forecaster.kafka.errors import ClusterError
 from stream_forecaster.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
+
+#: How long a topic that exists but describes with no partitions is asked about again.
+_METADATA_WAIT_S = 10.0
 
 
 class TopicError(ClusterError):
@@ -73,11 +77,22 @@ def ensure_topic(kafka: KafkaSettings, spec: TopicSpec, **admin_overrides: Any) 
         try:
             admin.create_topics([new])
             log.info("created %s %s (%d partitions)", spec.purpose, spec.name, spec.partitions)
+            return spec.partitions  # what we asked for; its metadata may lag a moment
         except TopicAlreadyExistsError:
             pass
-        described = admin.describe_topics([spec.name])
+        return _partition_count(admin, spec.name)
     except KafkaError as exc:
         raise TopicError(f"cannot create the {spec.purpose} {spec.name}: {exc!r}") from None
     finally:
         admin.close()
-    return len(described[0].get("partitions") or [])
+
+
+def _partition_count(admin: Any, name: str) -> int:
+    """The topic's partition count; a topic just created by someone else can describe with
+    none for a moment (metadata propagating), so that is asked again for a few seconds."""
+    deadline = time.monotonic() + _METADATA_WAIT_S
+    while True:
+        partitions = len(admin.describe_topics([name])[0].get("partitions") or [])
+        if partitions or time.monotonic() >= deadline:
+            return partitions
+        time.sleep(0.2)
