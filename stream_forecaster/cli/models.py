@@ -1,10 +1,12 @@
-"""``stream-forecaster models``: list, promote and roll back the versions of the registry."""
+"""``stream-forecaster models``: list, promote and roll back the versions of the registry;
+make a signing key pair."""
 
 from __future__ import annotations
 
 import argparse
 import logging
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from stream_forecaster.cli.arguments import EXIT_USAGE, HelpFormatter
@@ -21,16 +23,18 @@ def add_parser(
 ) -> None:
     models = sub.add_parser(
         "models",
-        help="list, promote and roll back model versions in the registry",
+        help="list, promote and roll back model versions; make a signing key pair",
         description="Manage the model versions in the registry folder SF_MODEL__PATH by hand. "
         "`promote` and `rollback` change the version recorded as current in registry.json "
         "and publish that bundle to the model topic SF_TOPICS__MODELS under the key "
-        "SF_MODEL__NAME (signed with SF_MODEL__SIGNING_SECRET when set), so every running "
-        "forecaster swaps to it without a restart.",
+        "SF_MODEL__NAME (its release signed with SF_MODEL__SIGNING_KEY, or "
+        "SF_MODEL__SIGNING_SECRET, when set), so every running forecaster swaps to it "
+        "without a restart. `keygen` makes an Ed25519 key pair for signing.",
         epilog="examples:\n"
         "  stream-forecaster models list\n"
         "  stream-forecaster models promote 20260101T000000Z-1a2b3c4d\n"
-        "  stream-forecaster models rollback",
+        "  stream-forecaster models rollback\n"
+        "  stream-forecaster models keygen keys/",
         formatter_class=HelpFormatter,
     )
     actions = models.add_subparsers(dest="action", metavar="ACTION", required=True)
@@ -51,8 +55,9 @@ def add_parser(
         parents=[common],
         help="make VERSION current and publish it to the model topic",
         description="Publish version VERSION of the registry SF_MODEL__PATH to the model "
-        "topic SF_TOPICS__MODELS (key SF_MODEL__NAME; signed when SF_MODEL__SIGNING_SECRET "
-        "is set, after checking the signature recorded for it), then record it as current "
+        "topic SF_TOPICS__MODELS (key SF_MODEL__NAME; its promotion signed when a signing "
+        "key or secret is set, after checking the signature recorded for it), then record "
+        "it as current "
         "and append it to the promotion history. Any version can be promoted, a rejected "
         "one too. Promoting the current version publishes it again. Exit status 2 for an "
         "unknown version, 1 when Kafka cannot be reached (then nothing changes).",
@@ -67,11 +72,26 @@ def add_parser(
         description="Publish the version promoted before the current one (see the "
         "promotion history in registry.json) to the model topic SF_TOPICS__MODELS, then "
         "record it as current; the rolled-back version leaves the history, so a second "
-        "rollback goes one further back. Exit status 2 when there is no previous version, "
-        "1 when Kafka cannot be reached (then nothing changes).",
+        "rollback goes one further back. Its release is signed as a rollback from the "
+        "current version: the only way serve takes an older version than the one it "
+        "serves. Exit status 2 when there is no previous version, 1 when Kafka cannot be "
+        "reached (then nothing changes).",
         formatter_class=HelpFormatter,
     )
     rollback.set_defaults(handler=run_rollback)
+    keygen = actions.add_parser(
+        "keygen",
+        parents=[common],
+        help="write a new Ed25519 key pair for signing model releases into DIR",
+        description="Write a new Ed25519 key pair into DIR: <key id>.key, the private key "
+        "(PEM, mode 0600) for SF_MODEL__SIGNING_KEY of train, retrain and `models "
+        "promote`/`rollback`; and <key id>.pub, the public key for SF_MODEL__TRUSTED_KEYS of "
+        "serve (a file, or a folder of *.pub files: put the new one beside the old to "
+        "rotate). Never overwrites a file.",
+        formatter_class=HelpFormatter,
+    )
+    keygen.add_argument("folder", metavar="DIR", type=Path, help="folder for the two files")
+    keygen.set_defaults(handler=run_keygen)
 
 
 def run_list(args: argparse.Namespace, settings: Settings) -> int:
@@ -154,11 +174,14 @@ def run_rollback(args: argparse.Namespace, settings: Settings) -> int:
         current = registry.current()
     except RegistryError as exc:
         return _models_error(args, exc)
-    status, signature = _publish(args, settings, registry, target.version)
+    from stream_forecaster.model.signing import rollback_from
+
+    release = rollback_from(current.version) if current is not None else "promote"
+    status, signature = _publish(args, settings, registry, target.version, release)
     if status:
         return status
     try:
-        entry = registry.rollback(signature=signature)
+        entry = registry.rollback(signature=signature, release=release)
     except RegistryError as exc:
         return _models_error(args, exc)
     print(
@@ -168,8 +191,30 @@ def run_rollback(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def run_keygen(args: argparse.Namespace, settings: Settings) -> int:
+    from stream_forecaster.model.keys import generate_key_pair
+
+    try:
+        kid, private, public = generate_key_pair(args.folder)
+    except OSError as exc:
+        print(
+            f"stream-forecaster models keygen: error: cannot write into {args.folder}: "
+            f"{exc.strerror}",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    print(f"key {kid}:")
+    print(f"  {private}  private: SF_MODEL__SIGNING_KEY of train, retrain, models promote")
+    print(f"  {public}  public: SF_MODEL__TRUSTED_KEYS of serve (a file, or its folder)")
+    return 0
+
+
 def _publish(
-    args: argparse.Namespace, settings: Settings, registry: Registry, version: str
+    args: argparse.Namespace,
+    settings: Settings,
+    registry: Registry,
+    version: str,
+    release: str = "promote",
 ) -> tuple[int, str | None]:
     """Publish ``version``; returns the exit status (0, or 1 when Kafka failed: reported)
     and the signature published with it."""
@@ -177,7 +222,7 @@ def _publish(
     from stream_forecaster.model.topic import ModelTopicError
 
     try:
-        return 0, publish_version(settings, registry, version)
+        return 0, publish_version(settings, registry, version, release)
     except ModelTopicError as exc:
         print(
             f"stream-forecaster models {args.action}: error: {exc}; the registry is unchanged",

@@ -113,8 +113,9 @@ def add_parser(
 def run(args: argparse.Namespace, settings: Settings) -> int:
     require_training("train")
     from stream_forecaster.data.tables import read_table
-    from stream_forecaster.model.handoff import sign_file, signature_of
+    from stream_forecaster.model.handoff import sign_file
     from stream_forecaster.model.registry import MANIFEST_NAME, Registry
+    from stream_forecaster.model.signing import Signer
     from stream_forecaster.training.fit import TrainOptions, train
 
     features = args.features or settings.model.features
@@ -143,6 +144,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         )
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
+    signer = Signer.from_settings(settings.model)  # a bad key fails before the training
     table = read_table(args.csv, spec)
     bundle = train(
         table,
@@ -156,23 +158,20 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     out = args.out or settings.model.path
     metrics = bundle.manifest.training.metrics
     if (out / MANIFEST_NAME).is_file():  # a registry: what it does not name is never served
-        Registry(out).add(
-            bundle,
-            metrics=dict(metrics),
-            signature=signature_of(bundle.to_bytes(), settings.model),
-        )
+        # A candidate: only `models promote` signs it (only promoted versions are signed).
+        Registry(out).add(bundle, metrics=dict(metrics))
         print(
             f"added model {bundle.version} to the registry {out} as a candidate; "
-            f"`stream-forecaster models promote {bundle.version}` serves it"
+            f"`stream-forecaster models promote {bundle.version}` signs and serves it"
         )
     else:
         if out.suffix != ".sfmodel" and not out.exists():
             out.mkdir(parents=True)
         written = bundle.save(out)
         print(f"wrote model bundle {written} (version {bundle.version})")
-        sidecar = sign_file(written, settings.model)
+        sidecar = sign_file(written, bundle, signer)
         if sidecar is not None:
-            print(f"signed it (SF_MODEL__SIGNING_SECRET): {sidecar}")
+            print(f"signed it with {signer.describe()}: {sidecar}")
     print(
         f"validation MAE {metrics['val_mae']:.4f}, persistence {metrics['val_persistence_mae']:.4f}"
     )

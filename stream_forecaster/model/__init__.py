@@ -7,8 +7,10 @@
 - ``files``: reading the model folder: regular files only, bounded.
 - ``untrained``: a bundle with random weights, without TensorFlow.
 - ``registry``: the versioned folder (``registry.json``).
+- ``registry_manifest``: what ``registry.json`` holds; promote and rollback as pure changes.
 - ``folder``: what serve loads from the model folder.
-- ``signing``: HMAC-SHA256 signatures of bundles.
+- ``keys``: Ed25519 key files (signing key, trusted keys, key ids).
+- ``signing``: signed release statements: Ed25519 (or HMAC), bound to name and version.
 - ``topic``: the model topic, published to and followed.
 - ``handoff``: signing and publishing a version, in one place.
 """

@@ -36,14 +36,18 @@ def read_regular_file(path: Path, limit: int) -> bytes:
     return data
 
 
+class UnsafeName(BundleError):
+    """``registry.json`` names a file with a directory part, or outside the folder."""
+
+
 def inside(folder: Path, name: str) -> Path:
     """``folder / name`` for a plain file name (as ``registry.json`` records them).
 
     Raises:
-        BundleError: ``name`` has a directory part, or leads out of the folder.
+        UnsafeName: ``name`` has a directory part, or leads out of the folder.
     """
     if not name or Path(name).name != name or name in (".", ".."):
-        raise BundleError(
+        raise UnsafeName(
             f"{folder / 'registry.json'} names the file {name!r}; expected a file name in "
             f"{folder}, without a directory part"
         )

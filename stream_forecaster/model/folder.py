@@ -6,10 +6,14 @@ one (a deployment from before the registry) serves its newest ``*.sfmodel`` file
 
 The source is checked at start-up and then every ``model_poll_s`` seconds; a new or
 changed bundle is loaded, verified and, if it fits the configured features, returned
-for the service to swap in between batches. When ``SF_MODEL__SIGNING_SECRET`` is set, the
-bundle must carry a valid HMAC-SHA256 signature: the one recorded in ``registry.json``,
-or else a sidecar file ``<bundle file>.sig``. A bundle that fails to load (unsigned,
-forged, damaged, incompatible) is logged and counted, and the current model stays.
+for the service to swap in between batches. With verification on (trusted keys or a
+secret set, see :mod:`stream_forecaster.model.signing`), the bundle must carry a valid
+signature of its release: the one recorded in ``registry.json``, or else a sidecar file
+``<bundle file>.sig``. A bundle that fails to load (unsigned, forged, damaged,
+incompatible, oversized) is logged and counted, and the current model stays.
+
+Only regular files inside the folder are read, each bounded (:mod:`~stream_forecaster.model.files`).
+
 """
 
 from __future__ import annotations
@@ -17,7 +21,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import Final
 
 from stream_forecaster.model.bundle import (
     BundleError,
@@ -25,58 +28,79 @@ from stream_forecaster.model.bundle import (
     ModelBundle,
     resolve_bundle,
 )
-from stream_forecaster.model.files import inside, read_regular_file
+from stream_forecaster.model.files import UnsafeName, inside, read_regular_file
 from stream_forecaster.model.registry import MANIFEST_NAME, Registry, RegistryError
-from stream_forecaster.model.signing import SIGNATURE_SUFFIX, verify
+from stream_forecaster.model.signing import (
+    MAX_SIGNATURE_CHARS,
+    PROMOTE,
+    SIGNATURE_SUFFIX,
+    Offer,
+    Verifier,
+)
 from stream_forecaster.model.weights import MAX_BUNDLE_BYTES
 from stream_forecaster.settings import ModelSettings
 
 log = logging.getLogger(__name__)
-
-_MAX_SIGNATURE_BYTES: Final = 1024
 
 
 class ModelSource:
     """Finds and loads model bundles for serving.
 
     Args:
-        settings: the model settings (path, signing secret, and the
-            features/target/window to insist on).
+        settings: the model settings (path, name, keys, and the features/target/window to
+            insist on).
         on_reject: told of each rejected bundle, as ``(reason, detail)`` with reason
-            ``unsigned``, ``forged``, ``damaged`` or ``incompatible``.
+            ``unsigned``, ``forged``, ``other_model``, ``damaged``, ``oversized`` or
+            ``incompatible``.
+        verifier: what signatures are trusted; default: the one ``settings`` describe.
+
+    Raises:
+        KeyFileError: a key setting names no readable key.
     """
 
     def __init__(
         self,
         settings: ModelSettings,
         on_reject: Callable[[str, str], None] = lambda _reason, _detail: None,
+        verifier: Verifier | None = None,
     ) -> None:
         self.settings = settings
         self.on_reject = on_reject
-        secret = settings.signing_secret
-        self._secret = secret.get_secret_value() if secret is not None else None
-        self._seen: tuple[Path, int, int, str | None] | None = None
+        self.verifier = verifier if verifier is not None else Verifier.from_settings(settings)
+        self._seen: object = None  # what was last looked at: not looked at again
         self._reported_missing = False
         self._reported_stray = False
 
-    def poll(self) -> ModelBundle | None:
+    def poll(self) -> Offer | None:
         """A bundle not returned before, or ``None`` when nothing new (or nothing valid)."""
         try:
-            path, signature = self._locate()
+            path, signature, release = self._locate()
             stat = path.stat()
+        except UnsafeName as exc:  # refused, not merely missing
+            if self._seen != str(exc):
+                self._seen = str(exc)
+                self._rejected(self.settings.path / MANIFEST_NAME, exc)
+            return None
         except (BundleError, RegistryError, OSError) as exc:
             if not self._reported_missing:
                 log.warning("no model yet: %s; forecasts start once one arrives", exc)
                 self._reported_missing = True
             return None
-        identity = (path, stat.st_mtime_ns, stat.st_size, signature)
+        identity = (path, stat.st_mtime_ns, stat.st_size, signature, release)
         if identity == self._seen:
             return None
         self._seen = identity
         try:
             data = read_regular_file(path, MAX_BUNDLE_BYTES)
-            verify(data, signature, self._secret)
             bundle = ModelBundle.from_bytes(data, source=str(path))
+            self.verifier.verify(
+                data,
+                signature,
+                name=self.settings.name,
+                version=bundle.version,
+                release=release,
+                bundle_name=bundle.manifest.name,
+            )
             self.check_fits(bundle)
         except BundleError as exc:
             self._rejected(path, exc)
@@ -87,15 +111,15 @@ class ModelSource:
             bundle.version,
             bundle.manifest.name,
             path,
-            ", signature verified" if self._secret else "",
+            f", {release}, signature verified" if self.verifier.on else "",
             list(bundle.manifest.features),
             bundle.manifest.target,
             bundle.manifest.window,
         )
-        return bundle
+        return Offer(bundle, release)
 
-    def _locate(self) -> tuple[Path, str | None]:
-        """The bundle file to serve and the signature that comes with it."""
+    def _locate(self) -> tuple[Path, str | None, str]:
+        """The bundle file to serve, the signature that comes with it and its release."""
         folder = self.settings.path
         if folder.is_dir() and (folder / MANIFEST_NAME).is_file():
             registry = Registry(folder)
@@ -116,9 +140,9 @@ class ModelSource:
                 )
                 self._reported_stray = True
             path = inside(folder, entry.file)
-            return path, entry.signature or _sidecar_signature(path)
+            return path, entry.signature or _sidecar_signature(path), entry.release
         path = resolve_bundle(folder)
-        return path, _sidecar_signature(path)
+        return path, _sidecar_signature(path), PROMOTE
 
     def _rejected(self, path: Path, exc: BundleError) -> None:
         log.error("cannot serve model bundle %s (%s): %s", path, exc.reason, exc)
@@ -148,12 +172,12 @@ class ModelSource:
 
 
 def _sidecar_signature(path: Path) -> str | None:
-    """The signature in ``<path>.sig`` (hex, surrounding whitespace ignored), if any."""
+    """The signature in ``<path>.sig`` (surrounding whitespace ignored), if any."""
     sidecar = path.with_name(path.name + SIGNATURE_SUFFIX)
     if not sidecar.exists():
         return None
     try:
-        text = read_regular_file(sidecar, _MAX_SIGNATURE_BYTES).decode("utf-8").strip()
+        text = read_regular_file(sidecar, MAX_SIGNATURE_CHARS).decode("utf-8").strip()
     except (BundleError, UnicodeDecodeError) as exc:
         log.warning("ignoring signature file %s: %s", sidecar, exc)
         return None

@@ -25,67 +25,39 @@ import fcntl
 import logging
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Final, Literal
+from typing import Final
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 
 from stream_forecaster.model.bundle import BUNDLE_SUFFIX, BundleError, ModelBundle, atomic_write
-from stream_forecaster.model.signing import SIGNATURE_SUFFIX
+from stream_forecaster.model.files import inside, read_regular_file
+from stream_forecaster.model.registry_manifest import (
+    Entry,
+    Manifest,
+    RegistryError,
+    Status,
+    previous_version,
+    promoted,
+    with_signature,
+)
+from stream_forecaster.model.signing import MAX_SIGNATURE_CHARS, SIGNATURE_SUFFIX
+from stream_forecaster.model.weights import MAX_BUNDLE_BYTES
 
 log = logging.getLogger(__name__)
 
+__all__ = [
+    "LOCK_NAME",
+    "MANIFEST_NAME",
+    "Entry",
+    "Manifest",
+    "Registry",
+    "RegistryError",
+    "Status",
+    "current_file",
+]
+
 MANIFEST_NAME: Final = "registry.json"
 LOCK_NAME: Final = "registry.lock"
-
-Status = Literal["promoted", "rejected", "candidate"]
-
-
-class RegistryError(ValueError):
-    """The registry cannot do what was asked (unknown version, nothing to roll back to, ...);
-    the message names what was received and what exists."""
-
-
-class Entry(BaseModel):
-    """One model version in the registry.
-
-    Attributes:
-        version: the bundle's version id.
-        file: the bundle's file name, relative to the registry folder.
-        created_at: when the bundle was made (its training time, RFC 3339).
-        name: the model name recorded in the bundle.
-        status: ``promoted`` (went live at some point), ``rejected`` (failed the
-            promotion gate) or ``candidate`` (not judged yet).
-        reason: why it was rejected (or any other note).
-        metrics: validation figures, e.g. ``holdout_mae``, ``current_mae``,
-            ``persistence_mae``.
-        signature: HMAC-SHA256 of the bundle file's bytes (hex), or ``None``.
-    """
-
-    model_config = ConfigDict(frozen=True, extra="ignore")
-
-    version: str = Field(min_length=1)
-    file: str = Field(min_length=1)
-    created_at: str
-    name: str
-    status: Status
-    reason: str | None = None
-    metrics: dict[str, float] = Field(default_factory=dict)
-    signature: str | None = None
-
-
-class Manifest(BaseModel):
-    """The content of ``registry.json``."""
-
-    model_config = ConfigDict(frozen=True, extra="ignore")
-
-    format: Literal["stream-forecaster-registry"] = "stream-forecaster-registry"
-    format_version: Literal[1] = 1
-    current: str | None = None
-    history: tuple[str, ...] = ()
-    entries: tuple[Entry, ...] = ()
-
-    def find(self, version: str) -> Entry | None:
-        return next((e for e in self.entries if e.version == version), None)
 
 
 class Registry:
@@ -136,7 +108,7 @@ class Registry:
             RegistryError: the registry is empty, or nothing was promoted before the current.
         """
         manifest = self._read()
-        return self._entry(manifest, _previous_version(manifest, self.path))
+        return self._entry(manifest, previous_version(manifest, self.path))
 
     def entry(self, version: str) -> Entry:
         """The entry of ``version``.
@@ -156,7 +128,7 @@ class Registry:
 
     def bundle_path(self, version: str) -> Path:
         """The bundle file of ``version``."""
-        return self.path / self.entry(version).file
+        return inside(self.path, self.entry(version).file)
 
     def bundle_bytes(self, version: str) -> bytes:
         """The exact bytes of ``version``'s bundle file (what its signature covers).
@@ -167,11 +139,9 @@ class Registry:
         """
         path = self.bundle_path(version)
         try:
-            return path.read_bytes()
-        except OSError as exc:
-            raise BundleError(
-                f"cannot read model bundle {path} of version {version}: {exc.strerror}"
-            ) from None
+            return read_regular_file(path, MAX_BUNDLE_BYTES)
+        except BundleError as exc:
+            raise type(exc)(f"model bundle of version {version}: {exc}") from None
 
     def load(self, version: str) -> ModelBundle:
         """The bundle of ``version``, its checksum verified.
@@ -203,7 +173,7 @@ class Registry:
             status: see :class:`Entry`.
             reason: why it was rejected.
             metrics: its validation figures.
-            signature: HMAC-SHA256 of ``bundle.to_bytes()`` (hex), when signed.
+            signature: the signature of its promotion (only for ``status="promoted"``).
 
         Raises:
             RegistryError: the version is already in the registry.
@@ -228,7 +198,7 @@ class Registry:
             )
             manifest = manifest.model_copy(update={"entries": (*manifest.entries, entry)})
             if status == "promoted":
-                manifest = _promoted(manifest, bundle.version, None)
+                manifest = promoted(manifest, bundle.version, None)
             self._write(manifest)
             log.info("registry %s: added %s (%s)", self.path, bundle.version, status)
             return manifest.find(bundle.version) or entry
@@ -249,31 +219,32 @@ class Registry:
         with self._locked():
             manifest = self._read()
             self._entry(manifest, version)
-            manifest = _promoted(manifest, version, signature)
+            manifest = promoted(manifest, version, signature)
             self._write(manifest)
             log.info("registry %s: %s is current", self.path, version)
             return self._entry(manifest, version)
 
-    def rollback(self, *, signature: str | None = None) -> Entry:
+    def rollback(self, *, signature: str | None = None, release: str | None = None) -> Entry:
         """Go back to the version promoted before the current one; the current one leaves the
         history (a second rollback goes back one more).
 
         Args:
             signature: record this signature for the version gone back to; ``None`` keeps
                 the recorded one.
+            release: what ``signature`` was made for (``rollback from <current>``).
 
         Raises:
             RegistryError: the registry is empty, or there is no previous version.
         """
         with self._locked():
             manifest = self._read()
-            target = _previous_version(manifest, self.path)
+            target = previous_version(manifest, self.path)
             rolled_back = manifest.history[-1]
             manifest = manifest.model_copy(
                 update={
                     "current": target,
                     "history": manifest.history[:-1],
-                    "entries": _with_signature(manifest.entries, target, signature),
+                    "entries": with_signature(manifest.entries, target, signature, release),
                 }
             )
             self._write(manifest)
@@ -312,14 +283,14 @@ class Registry:
         entries: list[Entry] = []
         for path in sorted(self.path.glob(f"*{BUNDLE_SUFFIX}")):
             try:
-                bundle = ModelBundle.from_bytes(path.read_bytes(), source=str(path))
-            except (OSError, BundleError) as exc:
+                data = read_regular_file(path, MAX_BUNDLE_BYTES)
+                bundle = ModelBundle.from_bytes(data, source=str(path))
+            except BundleError as exc:
                 log.warning("registry %s: skipping %s: %s", self.path, path.name, exc)
                 continue
             if any(e.version == bundle.version for e in entries):
                 continue
-            sidecar = path.with_name(path.name + SIGNATURE_SUFFIX)
-            signature = sidecar.read_text().strip() if sidecar.is_file() else None
+            signature = _sidecar(path.with_name(path.name + SIGNATURE_SUFFIX))
             entries.append(
                 Entry(
                     version=bundle.version,
@@ -366,34 +337,14 @@ def current_file(path: Path) -> Path:
     if entry is None:
         versions = ", ".join(e.version for e in registry.entries()) or "none"
         raise BundleError(f"no current model in {path} (versions: {versions})")
-    return path / entry.file
+    return inside(path, entry.file)
 
 
-def _with_signature(
-    entries: tuple[Entry, ...], version: str, signature: str | None, **update: object
-) -> tuple[Entry, ...]:
-    if signature is not None:
-        update["signature"] = signature
-    if not update:
-        return entries
-    return tuple(e.model_copy(update=update) if e.version == version else e for e in entries)
-
-
-def _promoted(manifest: Manifest, version: str, signature: str | None) -> Manifest:
-    entries = _with_signature(manifest.entries, version, signature, status="promoted")
-    history = manifest.history
-    if manifest.current != version or not history or history[-1] != version:
-        history = (*history, version)
-    return manifest.model_copy(update={"entries": entries, "current": version, "history": history})
-
-
-def _previous_version(manifest: Manifest, path: Path) -> str:
-    if not manifest.entries:
-        raise RegistryError(f"the registry {path} is empty: no model versions to roll back to")
-    if len(manifest.history) < 2:
-        only = manifest.history[-1] if manifest.history else "none"
-        raise RegistryError(
-            f"no previous version to roll back to in {path}: the promotion history holds "
-            f"only {only} (versions: {', '.join(e.version for e in manifest.entries)})"
-        )
-    return manifest.history[-2]
+def _sidecar(path: Path) -> str | None:
+    if not path.is_file():
+        return None
+    try:
+        return read_regular_file(path, MAX_SIGNATURE_CHARS).decode("utf-8").strip() or None
+    except (BundleError, UnicodeDecodeError) as exc:
+        log.warning("ignoring signature file %s: %s", path, exc)
+        return None

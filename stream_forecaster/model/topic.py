@@ -1,15 +1,15 @@
 """The model topic: promoted bundles handed from retrain (or ``models promote``) to serve.
 
 A compacted topic with one partition: key = the model name (``SF_MODEL__NAME``, UTF-8),
-value = the bundle's bytes (:meth:`ModelBundle.to_bytes`), headers ``sf.version`` and,
-when signed, ``sf.signature`` (HMAC-SHA256 hex of the value). Compaction keeps the newest
-bundle per model name, so a forecaster that starts reads the topic from the beginning to
-its end and serves the newest bundle for its name, then every one published after it.
+value = the bundle's bytes, headers ``sf.version``, ``sf.release`` and, when signed,
+``sf.signature`` (see :mod:`~stream_forecaster.model.signing`). Compaction keeps the newest
+bundle per model name: a forecaster that starts reads the topic to its end and serves the
+newest bundle for its name, then every one published after it.
 
-:class:`ModelFollower` does that on a background thread with its own consumer (no group,
-no commits). Each bundle is checked before it is handed over: the signature when a secret
-is set (``unsigned``/``forged``), then the size, the checksum and the contents
-(``oversized``, ``damaged``).
+:class:`ModelFollower` does that on a background thread with its own consumer (no group, no
+commits). Each bundle is checked before it is handed over: size, checksum and contents
+(``oversized``, ``damaged``), then, with verification on, the signature of its release
+(``unsigned``, ``forged``, ``other_model``).
 """
 
 from __future__ import annotations
@@ -27,7 +27,13 @@ from stream_forecaster.kafka.clients import client_config, reachable
 from stream_forecaster.kafka.errors import ClusterError
 from stream_forecaster.kafka.topics import TopicError, TopicSpec, ensure_topic
 from stream_forecaster.model.bundle import BundleError, ModelBundle
-from stream_forecaster.model.signing import SignatureError, verify
+from stream_forecaster.model.signing import (
+    MAX_SIGNATURE_CHARS,
+    PROMOTE,
+    Offer,
+    SignatureError,
+    Verifier,
+)
 from stream_forecaster.model.weights import MAX_BUNDLE_BYTES
 from stream_forecaster.settings import Settings
 
@@ -35,6 +41,8 @@ log = logging.getLogger(__name__)
 
 VERSION_HEADER: Final = "sf.version"
 SIGNATURE_HEADER: Final = "sf.signature"
+#: ``promote``, or ``rollback from <version>``: what the signature was made for.
+RELEASE_HEADER: Final = "sf.release"
 # Room for the record's key, headers and batch overhead on top of the bundle.
 _MAX_MESSAGE_BYTES: Final = MAX_BUNDLE_BYTES + 64 * 1024
 TOPIC_CONFIG: Final = {
@@ -74,7 +82,12 @@ def ensure_model_topic(settings: Settings) -> str:
 
 
 def publish_bundle(
-    settings: Settings, bundle: ModelBundle, signature: str | None, *, data: bytes | None = None
+    settings: Settings,
+    bundle: ModelBundle,
+    signature: str | None,
+    *,
+    data: bytes | None = None,
+    release: str = PROMOTE,
 ) -> None:
     """Publish ``bundle`` under ``settings.model.name`` and wait until the brokers have it.
 
@@ -84,9 +97,10 @@ def publish_bundle(
     Args:
         settings: names the cluster, the topic and the model.
         bundle: the model.
-        signature: HMAC-SHA256 of the published bytes (hex), or ``None`` (unsigned).
-        data: the exact bytes to publish, when they were read from a file (what its
-            signature covers); default ``bundle.to_bytes()``.
+        signature: the signature of this release, or ``None`` (unsigned).
+        data: the exact bytes to publish (what the signature covers); default
+            ``bundle.to_bytes()``.
+        release: ``promote``, or ``rollback from <version>``.
 
     Raises:
         BundleError: the bundle is larger than the topic accepts.
@@ -99,9 +113,8 @@ def publish_bundle(
             f"{MAX_BUNDLE_BYTES}"
         )
     topic = ensure_model_topic(settings)
-    headers = [(VERSION_HEADER, bundle.version.encode("utf-8"))]
-    if signature is not None:
-        headers.append((SIGNATURE_HEADER, signature.encode("ascii")))
+    headers = [(VERSION_HEADER, bundle.version.encode()), (RELEASE_HEADER, release.encode())]
+    headers += [(SIGNATURE_HEADER, signature.encode())] if signature is not None else []
     try:
         producer = KafkaProducer(
             **client_config(settings.kafka),
@@ -111,7 +124,10 @@ def publish_bundle(
             bootstrap_timeout_ms=_PUBLISH_BOOTSTRAP_MS,
         )
     except KafkaError as exc:
-        raise ModelTopicError(_unreachable(settings, exc)) from None
+        raise ModelTopicError(
+            f"cannot reach the Kafka brokers at {settings.kafka.bootstrap_servers} "
+            f"(SF_KAFKA__BOOTSTRAP_SERVERS): {exc!r}"
+        ) from None
     try:
         future = producer.send(
             topic, key=settings.model.name.encode("utf-8"), value=value, headers=headers
@@ -125,9 +141,10 @@ def publish_bundle(
     finally:
         producer.close(timeout=5)
     log.info(
-        "published model %s (%s, %d bytes, %s) to %s[%d]@%d",
+        "published model %s (%s, %s, %d bytes, %s) to %s[%d]@%d",
         bundle.version,
         settings.model.name,
+        release,
         len(value),
         "signed" if signature else "unsigned",
         topic,
@@ -150,23 +167,24 @@ class ModelFollower:
     with back-off (up to ``SF_STATE__RETRY_BACKOFF_MAX_S``), a missing topic is waited for.
 
     Args:
-        settings: cluster, ``topics.models``, ``model.name``, ``model.signing_secret``.
-        on_bundle: called with each verified bundle.
+        settings: cluster, ``topics.models``, ``model.name``, the keys.
+        on_bundle: called with each verified bundle and its release.
         on_reject: called with ``(reason, detail)``, reason ``unsigned``, ``forged``,
-            ``oversized`` or ``damaged``.
+            ``other_model``, ``oversized`` or ``damaged``.
+        verifier: what signatures are trusted; default: the one ``settings`` describe.
     """
 
     def __init__(
         self,
         settings: Settings,
-        on_bundle: Callable[[ModelBundle], None],
+        on_bundle: Callable[[Offer], None],
         on_reject: Callable[[str, str], None],
+        verifier: Verifier | None = None,
     ) -> None:
         self.topic = settings.topics.models
         self.name = settings.model.name
         self._key = self.name.encode("utf-8")
-        secret = settings.model.signing_secret
-        self._secret = secret.get_secret_value() if secret is not None else None
+        self._verifier = verifier or Verifier.from_settings(settings.model)
         self._on_bundle = on_bundle
         self._on_reject = on_reject
         self._backoff_max_s = settings.state.retry_backoff_max_s
@@ -326,18 +344,27 @@ class ModelFollower:
             log.warning("model topic: %s is a tombstone for %r; ignored", where, self.name)
             return
         signature = _text(headers.get(SIGNATURE_HEADER))
+        release = _text(headers.get(RELEASE_HEADER)) or PROMOTE
         what = (
             f"model bundle {announced or '(no sf.version header)'} for {self.name!r} at {where} "
-            f"({len(record.value)} bytes, {'signed' if signature else 'unsigned'})"
+            f"({len(record.value)} bytes, {release[:80]}, "
+            f"{'signed' if signature else 'unsigned'})"
         )
         try:
-            verify(record.value, signature, self._secret)
             bundle = ModelBundle.from_bytes(record.value, source=what)
             if announced is not None and announced != bundle.version:
                 raise BundleError(
                     f"{what}: header {VERSION_HEADER} says {announced}, but the bundle "
                     f"holds version {bundle.version}"
                 )
+            self._verifier.verify(
+                record.value,
+                signature,
+                name=self.name,
+                version=bundle.version,
+                release=release,
+                bundle_name=bundle.manifest.name,
+            )
         except SignatureError as exc:
             self._reject(exc.reason, f"{what}: {exc}")
             return
@@ -346,7 +373,7 @@ class ModelFollower:
             return
         log.info("model topic: %s verified; handing it over", what)
         try:
-            self._on_bundle(bundle)
+            self._on_bundle(Offer(bundle, release))
         except Exception:
             log.exception("model follower: on_bundle failed for %s", bundle.version)
 
@@ -361,7 +388,7 @@ class ModelFollower:
 def _text(value: bytes | None) -> str | None:
     if value is None:
         return None
-    return value.decode("utf-8", errors="replace")
+    return value[:MAX_SIGNATURE_CHARS].decode("utf-8", errors="replace")
 
 
 def _close(consumer: Any) -> None:
@@ -369,10 +396,3 @@ def _close(consumer: Any) -> None:
         consumer.close(autocommit=False, timeout_ms=2000)
     except Exception as exc:
         log.debug("closing the model follower's consumer: %r", exc)
-
-
-def _unreachable(settings: Settings, exc: Exception) -> str:
-    return (
-        f"cannot reach the Kafka brokers at {settings.kafka.bootstrap_servers} "
-        f"(SF_KAFKA__BOOTSTRAP_SERVERS): {exc!r}"
-    )

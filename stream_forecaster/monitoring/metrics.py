@@ -21,6 +21,17 @@ from stream_forecaster.monitoring.histograms import (
 from stream_forecaster.scoring.online import UNSCORED_REASONS
 from stream_forecaster.wire.errors import INVALID_REASONS
 
+#: Why serve refuses a model bundle (see the signing and release rules in the docs).
+BUNDLE_REJECT_REASONS = (
+    "unsigned",
+    "forged",
+    "other_model",
+    "older_version",
+    "damaged",
+    "incompatible",
+    "oversized",
+)
+
 
 class ServiceMetrics:
     """Every metric ``serve`` exports.
@@ -238,7 +249,8 @@ class ServiceMetrics:
         )
         self.model_bundles_rejected = Counter(
             "sf_model_bundles_rejected",
-            "Model bundles refused, by reason: unsigned, forged, damaged, incompatible, oversized.",
+            "Model bundles refused, by reason: unsigned, forged, other_model, older_version, "
+            "damaged, incompatible, oversized.",
             ["reason"],
             registry=r,
         )
@@ -254,7 +266,7 @@ class ServiceMetrics:
             self.records_invalid.labels(reason=reason)
         for rule in ("duplicate", "out_of_order", "late"):
             self.readings_ignored.labels(rule=rule)
-        for action in ("reset", "fill"):
+        for action in ("reset", "fill", "rewind"):
             self.window_gaps.labels(action=action)
         for reason in ("checkpoint", "changelog"):
             self.kafka_recoveries.labels(reason=reason)
@@ -262,7 +274,7 @@ class ServiceMetrics:
             self.kafka_errors.labels(operation=operation)
         for reason in UNSCORED_REASONS:
             self.forecasts_unscored.labels(reason=reason)
-        for reason in ("unsigned", "forged", "damaged", "incompatible", "oversized"):
+        for reason in BUNDLE_REJECT_REASONS:
             self.model_bundles_rejected.labels(reason=reason)
 
 

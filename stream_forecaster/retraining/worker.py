@@ -27,9 +27,9 @@ from stream_forecaster.data.tables import DataError
 from stream_forecaster.kafka.availability import wait_for_cluster
 from stream_forecaster.kafka.clients import client_config
 from stream_forecaster.model.bundle import BundleError, ModelBundle
-from stream_forecaster.model.handoff import add_judged
+from stream_forecaster.model.handoff import add_judged, trusted_current
 from stream_forecaster.model.registry import Registry
-from stream_forecaster.model.signing import warn_if_off
+from stream_forecaster.model.signing import SignatureError, Signer, Verifier, warn_if_off
 from stream_forecaster.monitoring.http import HttpEndpoints
 from stream_forecaster.monitoring.retrain_metrics import RetrainMetrics
 from stream_forecaster.retraining.gate import Verdict, gate
@@ -71,6 +71,8 @@ class RetrainWorker:
         self.clock = clock
         _limit_threads(settings.retrain.threads)
         self.registry = Registry(settings.model.path)
+        self.verifier = Verifier.from_settings(settings.model)
+        self.signer = Signer.from_settings(settings.model)
         self.current = self._current_model()
         m = settings.model
         features = list(self.current.manifest.features) if self.current else m.features
@@ -100,14 +102,24 @@ class RetrainWorker:
     def _current_model(self) -> ModelBundle | None:
         # A folder of plain bundle files (no registry.json) reads as promoted versions, the
         # newest current: the registry covers that case too.
-        entry = self.registry.current()
-        return None if entry is None else self.registry.load(entry.version)
+        # With verification on, a current model whose release does not verify is not trained
+        # from: its weights could be anyone's, and the result would be signed.
+        try:
+            return trusted_current(self.registry, self.verifier, self.settings.model.name)
+        except SignatureError as exc:
+            log.error(
+                "refusing the current model of %s (%s): %s; the next model is trained from scratch",
+                self.registry.path,
+                exc.reason,
+                exc,
+            )
+            return None
 
     # -- the loop --------------------------------------------------------------------------
 
     def run(self) -> int:
         """Consume and retrain until :attr:`stop` is set; returns the exit status."""
-        warn_if_off(self.settings.model.signing_secret, "retrain")
+        warn_if_off(self.verifier, "retrain")
         http = HttpEndpoints(
             self.settings.metrics.host,
             self.settings.metrics.port,
@@ -338,6 +350,7 @@ class RetrainWorker:
             promote=verdict.promote,
             reason=verdict.reason,
             figures=figures,
+            signer=self.signer,
         )
         if verdict.promote:
             self.current = candidate

@@ -170,18 +170,29 @@ def _acl_fix(need: _Need, operations: tuple[str, ...] | list[str]) -> str:
 
 
 def _model_check(settings: Settings) -> Check:
+    from stream_forecaster.model.keys import KeyFileError
+
     rejected: list[str] = []
-    source = ModelSource(
-        settings.model, on_reject=lambda reason, detail: rejected.append(f"{reason}: {detail}")
-    )
+    try:
+        source = ModelSource(
+            settings.model,
+            on_reject=lambda reason, detail: rejected.append(f"{reason}: {detail}"),
+        )
+    except KeyFileError as exc:
+        return Check("model", False, str(exc), "point the setting at the key file")
     logging.getLogger("stream_forecaster.model.folder").disabled = True  # the check says it
     try:
-        bundle = source.poll()
+        offer = source.poll()
     finally:
         logging.getLogger("stream_forecaster.model.folder").disabled = False
     where = settings.model.path
-    if bundle is not None:
-        signed = ", signature verified" if settings.model.signing_secret else ", signatures off"
+    if offer is not None:
+        bundle = offer.bundle
+        signed = (
+            f", signature verified ({source.verifier.describe()})"
+            if source.verifier.on
+            else ", signatures off"
+        )
         return Check(
             "model", True, f"{bundle.version} ({bundle.manifest.name}) from {where}{signed}"
         )

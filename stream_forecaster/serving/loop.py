@@ -47,7 +47,6 @@ class ModelSupply(Protocol):
     :class:`~stream_forecaster.serving.model_intake.ModelIntake`)."""
 
     def take(self) -> InferenceEngine | None: ...
-    def poll_folder(self) -> None: ...
 
 
 class ServeLoop:
@@ -192,7 +191,6 @@ class ServeLoop:
         engine = self.models.take()
         if engine is not None:
             use_engine(self.processor, engine, self.metrics)
-        self.models.poll_folder()
 
     def _update_lag(self) -> None:
         """Lag of every assigned partition: the probe's end offset minus our position."""

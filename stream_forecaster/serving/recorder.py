@@ -177,7 +177,7 @@ class ServeRecorder:
         self.metrics.model_loaded.set(1)
 
     def bundle_rejected(self, reason: str) -> None:
-        """A bundle was refused (``unsigned``, ``forged``, ``damaged``, ``incompatible``),
-        from the model folder or the model topic alike."""
+        """A bundle was refused (one of ``BUNDLE_REJECT_REASONS``), from the model folder or
+        the model topic alike."""
         self.metrics.model_load_failures.inc()
         self.metrics.model_bundles_rejected.labels(reason=reason).inc()

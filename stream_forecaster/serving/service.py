@@ -69,7 +69,7 @@ class ForecastService:
 
     def run(self) -> int:
         """Serve until :attr:`stop` is set; returns the exit status."""
-        warn_if_off(self.settings.model.signing_secret, "serve")
+        warn_if_off(self.models.verifier, "serve")
         self.http.start()
         self.models.start()
         try:

@@ -33,11 +33,29 @@ class ModelSettings(Section):
         description="Model name: the key on the model topic; retrain publishes it, serve "
         "follows it.",
     )
+    signing_key: Path | None = Field(
+        default=None,
+        description="Ed25519 private key file (PEM) that train, retrain and `models "
+        "promote`/`rollback` sign releases with; `models keygen` makes one. Not for serve.",
+    )
+    trusted_keys: Path | None = Field(
+        default=None,
+        description="Ed25519 public key file, or folder of *.pub files, whose signatures "
+        "serve and retrain accept; when set, unsigned and forged bundles are refused.",
+    )
     signing_secret: SecretStr | None = Field(
         default=None,
-        description="Shared secret for HMAC-SHA256 signatures of bundles; when set, retrain "
-        "signs and serve rejects unsigned or forged bundles.",
+        description="Shared secret for HMAC-SHA256 signatures (weaker than keys: whoever "
+        "verifies can sign); when set, bundles are signed and must be.",
     )
+
+    @field_validator("signing_key", "trusted_keys", mode="before")
+    @classmethod
+    def _blank_path_is_none(cls, value: object) -> object:
+        # Compose passes an unset variable as "": that means no key, not the current folder.
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
 
     @field_validator("signing_secret", mode="before")
     @classmethod

@@ -183,8 +183,9 @@ def test_train_into_a_registry_adds_a_candidate_that_models_list_shows(
     assert trained.returncode == 0, trained.stderr
     (entry,) = [e for e in registry.entries() if e.version != served.version]
     assert entry.status == "candidate"
-    assert f"as a candidate; `stream-forecaster models promote {entry.version}` serves it" in (
-        trained.stdout
+    assert (
+        f"as a candidate; `stream-forecaster models promote {entry.version}` signs and serves it"
+        in (trained.stdout)
     )
     assert registry.current() is not None and registry.current().version == served.version  # type: ignore[union-attr]
     listed = run("models", "list", env={"SF_MODEL__PATH": str(tmp_path / "models")})
@@ -265,15 +266,13 @@ def test_damaged_bundle_fails_with_checksum_error(small_beijing: Path, tmp_path:
 
 # -- models: list, promote, rollback (registry folder + model topic) -----------------------------
 
-MODELS_SECRET = "cli-models-secret"
-
 
 @pytest.mark.parametrize(
     ("command", "expected"),
     [
         (("models",), ["list", "promote", "rollback", "SF_TOPICS__MODELS", "SF_MODEL__NAME"]),
         (("models", "list"), ["SF_MODEL__PATH", "current", "MAE", "rejected", "--config"]),
-        (("models", "promote"), ["VERSION", "SF_MODEL__SIGNING_SECRET", "history", "--config"]),
+        (("models", "promote"), ["VERSION", "signing key", "history", "--config"]),
         (("models", "rollback"), ["previous", "SF_TOPICS__MODELS", "history", "--config"]),
     ],
 )
@@ -307,9 +306,21 @@ def _model_records(bootstrap: str, topic: str) -> list[Any]:
 def test_models_list_promote_and_rollback(
     kafka_bootstrap: str, new_topic: Callable[..., str], tmp_path: Path
 ) -> None:
+    from stream_forecaster.model.keys import load_public_keys
     from stream_forecaster.model.registry import Registry
-    from stream_forecaster.model.signing import sign, verify
+    from stream_forecaster.model.signing import Verifier, rollback_from
     from tests.harness.bundles import untrained_bundle
+    from tests.harness.signing import key_signature
+
+    keygen = run("models", "keygen", str(tmp_path / "keys"))
+    assert keygen.returncode == 0, keygen.stderr
+    private, public = sorted((tmp_path / "keys").iterdir())  # <id>.key, <id>.pub
+    assert f"{private}  private: SF_MODEL__SIGNING_KEY" in keygen.stdout
+    assert f"{public}  public: SF_MODEL__TRUSTED_KEYS" in keygen.stdout
+    verifier = Verifier(load_public_keys(public), None)  # what serve holds
+
+    def verify(data: bytes, signature: str | None, version: str, release: str) -> None:
+        verifier.verify(data, signature, name="pm25", version=version, release=release)
 
     v1, v2, v3 = (untrained_bundle(seed=s, created_at=f"2026-04-0{s}T00:00:00Z") for s in (1, 2, 3))
     registry = Registry(tmp_path / "models")
@@ -317,7 +328,7 @@ def test_models_list_promote_and_rollback(
         v1,
         status="promoted",
         metrics={"holdout_mae": 1.5, "persistence_mae": 2.0},
-        signature=sign(v1.to_bytes(), MODELS_SECRET),
+        signature=key_signature(v1, private, name="pm25"),
     )
     registry.add(v2, status="rejected", reason="holdout MAE 2.1000 >= current 1.5000")
     registry.add(v3, status="candidate", metrics={"holdout_mae": 1.25})
@@ -327,7 +338,7 @@ def test_models_list_promote_and_rollback(
         "SF_KAFKA__BOOTSTRAP_SERVERS": kafka_bootstrap,
         "SF_TOPICS__MODELS": topic,
         "SF_MODEL__NAME": "pm25",
-        "SF_MODEL__SIGNING_SECRET": MODELS_SECRET,
+        "SF_MODEL__SIGNING_KEY": str(private),
     }
 
     listed = run("models", "list", env=env)
@@ -353,13 +364,14 @@ def test_models_list_promote_and_rollback(
     assert current is not None and current.version == v3.version
     assert registry.history() == [v1.version, v3.version]
     v3_bytes = registry.bundle_bytes(v3.version)
-    assert current.signature == sign(v3_bytes, MODELS_SECRET)  # signed by the command
+    verify(v3_bytes, current.signature, v3.version, "promote")  # signed by the command
     record = _model_records(kafka_bootstrap, topic)[-1]
     headers = dict(record.headers)
     assert record.key == b"pm25"
     assert record.value == v3_bytes
     assert headers["sf.version"] == v3.version.encode()
-    verify(record.value, headers["sf.signature"].decode(), MODELS_SECRET)
+    assert headers["sf.release"] == b"promote"
+    verify(record.value, headers["sf.signature"].decode(), v3.version, "promote")
 
     rolled = run("models", "rollback", env=env)
     assert rolled.returncode == 0, rolled.stderr
@@ -368,8 +380,12 @@ def test_models_list_promote_and_rollback(
     assert current is not None and current.version == v1.version
     records = _model_records(kafka_bootstrap, topic)
     assert len(records) == 2
-    assert dict(records[-1].headers)["sf.version"] == v1.version.encode()
-    verify(records[-1].value, dict(records[-1].headers)["sf.signature"].decode(), MODELS_SECRET)
+    headers = dict(records[-1].headers)
+    assert headers["sf.version"] == v1.version.encode()
+    release = rollback_from(v3.version)  # a signed rollback record: serve takes it back
+    assert headers["sf.release"] == release.encode()
+    verify(records[-1].value, headers["sf.signature"].decode(), v1.version, release)
+    assert (current.release, current.signature) == (release, headers["sf.signature"].decode())
 
     again = run("models", "rollback", env=env)
     assert again.returncode == 2
@@ -382,12 +398,12 @@ def test_models_list_promote_and_rollback(
         assert bundle.version in unknown.stderr
 
     # A registry file swapped for another bundle fails its recorded signature: not published.
-    registry.promote(v2.version, signature=sign(v2.to_bytes(), MODELS_SECRET))
+    registry.promote(v2.version, signature=key_signature(v2, private, name="pm25"))
     registry.rollback()
     (tmp_path / "models" / f"{v2.version}.sfmodel").write_bytes(v3_bytes)
     forged = run("models", "promote", v2.version, env=env)
     assert forged.returncode == 2
-    assert "forged" in forged.stderr
+    assert "its signature does not cover model 'pm25', version " + v2.version in forged.stderr
     assert len(_model_records(kafka_bootstrap, topic)) == 2
     current = registry.current()
     assert current is not None and current.version == v1.version

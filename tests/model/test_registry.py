@@ -19,9 +19,9 @@ from stream_forecaster.model.registry import (
     RegistryError,
     current_file,
 )
-from stream_forecaster.model.signing import sign
 from stream_forecaster.settings import ModelSettings
 from tests.harness.bundles import untrained_bundle
+from tests.harness.signing import hmac_signature
 
 SECRET = "registry-test-secret"
 
@@ -141,7 +141,7 @@ def test_errors_name_what_was_asked_and_what_exists(
         registry.rollback()
 
     (tmp_path / f"{bundles[0].version}.sfmodel").unlink()
-    with pytest.raises(BundleError, match="cannot read model bundle"):
+    with pytest.raises(BundleError, match=r"model bundle of version .*: cannot read"):
         registry.load(bundles[0].version)
 
     bundle_file = tmp_path / "single.sfmodel"
@@ -249,15 +249,15 @@ def test_serve_loads_the_current_version_not_the_newest_file(
     source, rejections = source_for(tmp_path)
 
     loaded = source.poll()
-    assert loaded is not None and same(loaded, bundles[0])
+    assert loaded is not None and same(loaded.bundle, bundles[0])
     assert source.poll() is None  # nothing new
 
     registry.promote(bundles[2].version)
     loaded = source.poll()
-    assert loaded is not None and loaded.version == bundles[2].version
+    assert loaded is not None and loaded.bundle.version == bundles[2].version
     registry.rollback()
     loaded = source.poll()
-    assert loaded is not None and loaded.version == bundles[0].version
+    assert loaded is not None and loaded.bundle.version == bundles[0].version
     assert failures(rejections) == 0
 
 
@@ -279,10 +279,10 @@ def test_serve_without_a_registry_keeps_serving_the_newest_file(
     bundles[0].save(tmp_path)
     source, _ = source_for(tmp_path)
     loaded = source.poll()
-    assert loaded is not None and loaded.version == bundles[0].version
+    assert loaded is not None and loaded.bundle.version == bundles[0].version
     bundles[1].save(tmp_path)
     loaded = source.poll()
-    assert loaded is not None and loaded.version == bundles[1].version
+    assert loaded is not None and loaded.bundle.version == bundles[1].version
     assert not (tmp_path / MANIFEST_NAME).exists()
 
 
@@ -291,13 +291,13 @@ def test_with_a_secret_serve_needs_the_registry_signature(
 ) -> None:
     registry = Registry(tmp_path)
     good, unsigned, forged = bundles[:3]
-    registry.add(good, status="promoted", signature=sign(good.to_bytes(), SECRET))
+    registry.add(good, status="promoted", signature=hmac_signature(good, SECRET))
     registry.add(unsigned)
-    registry.add(forged, signature=sign(forged.to_bytes(), "not the secret"))
+    registry.add(forged, signature=hmac_signature(forged, "not the secret"))
     source, rejections = source_for(tmp_path, SECRET)
 
     loaded = source.poll()
-    assert loaded is not None and loaded.version == good.version
+    assert loaded is not None and loaded.bundle.version == good.version
 
     registry.promote(unsigned.version)
     assert source.poll() is None
@@ -310,7 +310,7 @@ def test_with_a_secret_serve_needs_the_registry_signature(
 
     registry.promote(good.version)
     loaded = source.poll()
-    assert loaded is not None and loaded.version == good.version
+    assert loaded is not None and loaded.bundle.version == good.version
 
 
 def test_with_a_secret_plain_files_need_a_sidecar_signature(
@@ -321,12 +321,12 @@ def test_with_a_secret_plain_files_need_a_sidecar_signature(
     assert source.poll() is None  # unsigned
 
     sidecar = path.with_name(path.name + ".sig")
-    sidecar.write_text(sign(path.read_bytes(), "wrong") + "\n")
+    sidecar.write_text(hmac_signature(bundles[0], "wrong") + "\n")
     assert source.poll() is None  # forged
 
-    sidecar.write_text(sign(path.read_bytes(), SECRET) + "\n")
+    sidecar.write_text(hmac_signature(bundles[0], SECRET) + "\n")
     loaded = source.poll()
-    assert loaded is not None and loaded.version == bundles[0].version
+    assert loaded is not None and loaded.bundle.version == bundles[0].version
     assert [reason for reason, _ in rejections.seen] == ["unsigned", "forged"]
     assert failures(rejections) == 2
 
@@ -376,7 +376,7 @@ def test_every_command_sees_the_same_current_model(
     assert registry.current() is not None and registry.current().version == bundles[0].version  # type: ignore[union-attr]
     assert registry.unregistered() == [stray]
     served = ModelSource(ModelSettings(path=tmp_path)).poll()
-    assert served is not None and served.version == bundles[0].version
+    assert served is not None and served.bundle.version == bundles[0].version
     assert f"{stray.name} not in registry.json: never served" in caplog.text
 
 

@@ -14,7 +14,7 @@ from kafka import KafkaAdminClient, KafkaProducer
 from kafka.admin import ConfigResource, ConfigResourceType
 
 from stream_forecaster.model.bundle import ModelBundle
-from stream_forecaster.model.signing import sign
+from stream_forecaster.model.signing import Offer
 from stream_forecaster.model.topic import (
     SIGNATURE_HEADER,
     VERSION_HEADER,
@@ -24,6 +24,7 @@ from stream_forecaster.model.topic import (
 )
 from stream_forecaster.settings import Settings
 from tests.harness.bundles import untrained_bundle
+from tests.harness.signing import hmac_signature
 
 pytestmark = pytest.mark.kafka
 
@@ -55,11 +56,11 @@ class Follower:
         self.rejects: queue.Queue[tuple[str, str]] = queue.Queue()
         self.threads: set[str] = set()
 
-        def on_bundle(bundle: ModelBundle) -> None:
+        def on_bundle(offer: Offer) -> None:
             import threading
 
             self.threads.add(threading.current_thread().name)
-            self.bundles.put(bundle)
+            self.bundles.put(offer.bundle)
 
         self.follower = ModelFollower(
             settings, on_bundle, lambda reason, detail: self.rejects.put((reason, detail))
@@ -153,10 +154,12 @@ def test_with_a_secret_unsigned_forged_and_damaged_bundles_are_rejected(
     assert reason == "unsigned"
     assert bundles[0].version in detail and "SF_MODEL__SIGNING_SECRET" in detail
 
-    publish_bundle(settings, bundles[1], sign(bundles[1].to_bytes(), "the attacker's secret"))
+    publish_bundle(
+        settings, bundles[1], hmac_signature(bundles[1], "the attacker's secret", name="pm25")
+    )
     reason, detail = follower.next_reject()
     assert reason == "forged"
-    assert bundles[1].version in detail and "does not match" in detail
+    assert bundles[1].version in detail and "does not cover" in detail
 
     # Signed with the right secret, but the bytes are damaged: the checksum catches it.
     damaged = bytearray(bundles[2].to_bytes())
@@ -168,7 +171,7 @@ def test_with_a_secret_unsigned_forged_and_damaged_bundles_are_rejected(
         bytes(damaged),
         [
             (VERSION_HEADER, bundles[2].version.encode()),
-            (SIGNATURE_HEADER, sign(bytes(damaged), SECRET).encode()),
+            (SIGNATURE_HEADER, hmac_signature(bundles[2], SECRET, name="pm25").encode()),
         ],
     )
     reason, detail = follower.next_reject()
@@ -184,13 +187,13 @@ def test_with_a_secret_unsigned_forged_and_damaged_bundles_are_rejected(
         value,
         [
             (VERSION_HEADER, b"20990101T000000Z-00000000"),
-            (SIGNATURE_HEADER, sign(value, SECRET).encode()),
+            (SIGNATURE_HEADER, hmac_signature(bundles[2], SECRET, name="pm25").encode()),
         ],
     )
     assert follower.next_reject()[0] == "damaged"
     assert follower.bundles.empty()
 
-    publish_bundle(settings, bundles[2], sign(value, SECRET))
+    publish_bundle(settings, bundles[2], hmac_signature(bundles[2], SECRET, name="pm25"))
     assert same(follower.next_bundle(), bundles[2])
     assert follower.rejects.empty()
 
@@ -203,7 +206,7 @@ def test_a_rejected_newest_bundle_at_start_up_serves_nothing(
 ) -> None:
     topic = new_topic(1, **{"cleanup.policy": "compact"})
     signed = settings_for(kafka_bootstrap, topic, secret=SECRET)
-    publish_bundle(signed, bundles[0], sign(bundles[0].to_bytes(), SECRET))
+    publish_bundle(signed, bundles[0], hmac_signature(bundles[0], SECRET, name="pm25"))
     publish_bundle(signed, bundles[1], None)  # the newest is unsigned
     follower = follow(signed)
     assert follower.next_reject()[0] == "unsigned"

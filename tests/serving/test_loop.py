@@ -39,9 +39,6 @@ class NoNewModels:
     def take(self) -> None:
         return None
 
-    def poll_folder(self) -> None:
-        pass
-
 
 class FakeChangelog:
     """The snapshots a restore reads, per input partition."""
