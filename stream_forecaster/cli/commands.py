@@ -73,6 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``stream-forecaster`` command; returns the exit status."""
+    from kafka.errors import AuthorizationError
+
     from stream_forecaster.data.tables import DataError
     from stream_forecaster.kafka.errors import ClusterError
     from stream_forecaster.model.bundle import BundleError
@@ -95,6 +97,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.debug("%s failed", args.command, exc_info=True)
         print(f"stream-forecaster {args.command}: error: {exc}", file=sys.stderr)
         return 1
+    except AuthorizationError as exc:  # a missing ACL: the operator's to grant
+        log.debug("%s failed", args.command, exc_info=True)
+        print(f"stream-forecaster {args.command}: error: {not_authorized(exc)}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"stream-forecaster {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+def not_authorized(exc: Exception) -> str:
+    """One line for a Kafka authorization failure: what was refused, and where the ACLs are
+    listed."""
+    what = getattr(exc, "description", None) or "not authorized"
+    return (
+        f"Kafka refused: {type(exc).__name__}: {what} ({exc}); grant the ACLs this command "
+        "needs (docs: how-to/your-cluster, ACLs); `stream-forecaster doctor` checks them"
+    )

@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Final, Protocol
 
 import numpy as np
-from kafka.errors import KafkaError
+from kafka.errors import AuthorizationError, KafkaError
 
 from stream_forecaster.kafka.protocols import Consumer, Partition
 from stream_forecaster.serving.delivery import Delivery
@@ -152,6 +152,8 @@ class ServeLoop:
                 self._evict_idle()
                 self.delivery.checkpoint()
             except RECOVERABLE as error:
+                if isinstance(error, AuthorizationError):
+                    raise  # a missing ACL does not heal by retrying: one line, exit 1
                 self.recovery.recover(error)
                 continue
             self._housekeeping()

@@ -446,3 +446,24 @@ def test_models_promote_without_kafka_changes_nothing(tmp_path: Path) -> None:
     assert "registry is unchanged" in result.stderr
     current = registry.current()
     assert current is not None and current.version == v1.version
+
+
+def test_a_missing_acl_is_one_line_without_a_traceback(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from kafka.errors import TopicAuthorizationFailedError
+
+    from stream_forecaster.cli import doctor
+    from stream_forecaster.cli.commands import main
+
+    def refused(args: object, settings: object) -> int:
+        raise TopicAuthorizationFailedError("sensor-readings")
+
+    monkeypatch.setattr(doctor, "run", refused)
+    assert main(["doctor"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith(
+        "stream-forecaster doctor: error: Kafka refused: TopicAuthorizationFailedError"
+    )
+    assert "not authorized to access the requested topic" in err and "your-cluster" in err
