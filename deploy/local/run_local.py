@@ -5,6 +5,8 @@
 2. The topics (input, output, dead letter), if missing.
 3. The bootstrap model: trained on the bundled Beijing PM2.5 data if the model folder
    holds none. `serve` starts at once and waits for it ("not ready, no model loaded").
+   Model releases are signed: an Ed25519 key pair is made once (--keys); `train` and
+   `retrain` hold the private key, `serve` trusts only the public one.
 4. `serve`, and `simulate` replaying the Beijing data as several stations.
 5. `retrain`, once a model exists: it retrains on the live history every
    --retrain-interval seconds and hands better models to `serve` (metrics on :9465).
@@ -129,7 +131,39 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--retrain-interval", type=float, default=300.0, help="seconds between retrainings"
     )
+    parser.add_argument(
+        "--keys",
+        type=Path,
+        help="model signing keys: signing/<id>.key and trusted/<id>.pub, made when missing "
+        "(default: the model folder's name + -keys, beside it)",
+    )
     return parser.parse_args()
+
+
+def signing_keys(keys: Path, models: Path) -> tuple[dict[str, str], dict[str, str]]:
+    """The settings that sign this run's model releases (for train and retrain) and that
+    verify them (for serve); the key pair is made on the first run."""
+    private_dir, trusted = keys / "signing", keys / "trusted"
+    private = sorted(private_dir.glob("*.key"))
+    if not private:
+        if sorted(models.glob("*.sfmodel")):
+            # Made before this run signed its models: serve would refuse them.
+            aside = models.with_name(f"{models.name}.unsigned-{int(time.time())}")
+            say(f"{models} holds models no key of this run signed; moved to {aside}")
+            models.rename(aside)
+            models.mkdir(parents=True)
+        subprocess.run(
+            [*CLI, "models", "keygen", str(private_dir)], check=True, stdout=subprocess.DEVNULL
+        )
+        private = sorted(private_dir.glob("*.key"))
+        trusted.mkdir(parents=True, exist_ok=True)
+        for public in private_dir.glob("*.pub"):
+            public.rename(trusted / public.name)
+        say(f"made the model signing key {private[0].stem} in {keys}")
+    return (
+        {"SF_MODEL__SIGNING_KEY": str(private[-1])},
+        {"SF_MODEL__TRUSTED_KEYS": str(trusted)},
+    )
 
 
 def train_bootstrap_model(
@@ -167,14 +201,17 @@ def main() -> int:
     env["SF_KAFKA__BOOTSTRAP_SERVERS"] = bootstrap
     ensure_topics(env)
     args.models.mkdir(parents=True, exist_ok=True)
+    keys = args.keys or args.models.with_name(f"{args.models.name}-keys")
+    signs, verifies = signing_keys(keys, args.models)
     children = Children(logs)
     try:
-        trainer = train_bootstrap_model(args, env, children)
-        children.start("serve", ["serve"], env)
+        trainer = train_bootstrap_model(args, {**env, **signs}, children)
+        children.start("serve", ["serve"], {**env, **verifies})
         # After the bootstrap model: the worker then warm-starts from it instead of
         # training a first model of its own at the same time.
         retrain_env = {
             **env,
+            **signs,
             "SF_METRICS__PORT": "9465",
             "SF_RETRAIN__INTERVAL_S": str(args.retrain_interval),
             "SF_RETRAIN__THREADS": "1",

@@ -102,6 +102,14 @@ def test_run_shows_forecasts_and_stops_cleanly_then_runs_again(
     finally:
         output = first.interrupt()
     assert "training the bootstrap model" in output
+    assert "made the model signing key" in output  # signed by default: serve trusts its .pub
+    (public,) = (tmp_path / "models-keys" / "trusted").glob("*.pub")
+    assert list((tmp_path / "models-keys" / "signing").glob("*.key")) == [
+        tmp_path / "models-keys" / "signing" / f"{public.stem}.key"
+    ]
+    bootstrap = min(models.glob("*.sfmodel"))  # the first one (retrain may have added more)
+    sidecar = bootstrap.with_name(bootstrap.name + ".sig")
+    assert sidecar.read_text().startswith(f"ed25519:{public.stem}:")
     assert "forecasts/s" in output
     assert "retrain started" in output  # the retrainer runs in the main job too
     assert "==> stopped" in output
@@ -117,4 +125,5 @@ def test_run_shows_forecasts_and_stops_cleanly_then_runs_again(
     finally:
         output = second.interrupt()
     assert "training the bootstrap model" not in output
+    assert "made the model signing key" not in output  # the same key as the first run
     assert "==> stopped" in output
