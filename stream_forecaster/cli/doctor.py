@@ -20,8 +20,9 @@ def add_parser(
         "answer (a failed connection, TLS handshake or SASL authentication is named); the "
         "input, output, dead-letter, changelog and model topics exist with the partition "
         "counts and cleanup policies serve expects; this principal may read and write them "
-        "(the ACLs, as the brokers report them); a model is there, loadable and correctly "
-        "signed. One line per check, with the fix. Changes nothing. Exit status 0 when "
+        "(the ACLs, as the brokers report them), and may describe its consumer group and "
+        "transactional id; a model is there, loadable and correctly signed. One line per "
+        "check, with the fix. Changes nothing. Exit status 0 when "
         "every check passes, 1 otherwise.",
         formatter_class=HelpFormatter,
     )

@@ -8,12 +8,13 @@ No check changes anything: no topic is created, nothing is produced or committed
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Final
 
 from stream_forecaster.kafka.availability import why_unavailable
-from stream_forecaster.kafka.clients import client_config
+from stream_forecaster.kafka.clients import client_config, transactional_id
 from stream_forecaster.model.folder import ModelSource
 from stream_forecaster.settings import Settings
 
@@ -21,6 +22,9 @@ log = logging.getLogger(__name__)
 
 _UNKNOWN_TOPIC: Final = 3  # UNKNOWN_TOPIC_OR_PARTITION
 _TOPIC_AUTHORIZATION_FAILED: Final = 29
+#: How long a coordinator lookup that fails retriably is tried again (a new cluster creates
+#: its transaction state topic on the first lookup).
+_COORDINATOR_WAIT_S: Final = 15.0
 
 
 @dataclass(frozen=True)
@@ -93,16 +97,62 @@ def _topic_checks(settings: Settings) -> Iterator[Check]:
         )
         for need in needs:
             yield _topic_check(need, described.get(need.name), compacted)
+        yield from _coordinator_checks(admin, settings)
     finally:
         admin.close()
+
+
+def _coordinator_checks(admin: Any, settings: Settings) -> Iterator[Check]:
+    """The consumer group and the transactional id: looking up their coordinator needs
+    DESCRIBE on them, and changes nothing (READ on the group and WRITE on the id are checked
+    only by joining and by init_transactions, which would fence a running serve)."""
+    from kafka.protocol.metadata import CoordinatorType
+
+    group = settings.processing.group_id
+    yield _coordinator_check(
+        admin,
+        f"consumer group {group}",
+        group,
+        CoordinatorType.GROUP,
+        resource="group",
+        operations=("Read",),
+    )
     if settings.processing.guarantee == "exactly_once":
-        yield Check(
-            "transactional id",
-            True,
-            "not checked (only a producer's init_transactions can tell, and it would fence a "
-            "running serve): serve needs WRITE and DESCRIBE on transactional id "
-            f"{settings.processing.transactional_id or '<group_id>-<hostname>'}",
+        tid = transactional_id(settings)
+        yield _coordinator_check(
+            admin,
+            f"transactional id {tid}",
+            tid,
+            CoordinatorType.TRANSACTION,
+            resource="transactional-id",
+            operations=("Write", "Describe"),
         )
+
+
+def _coordinator_check(
+    admin: Any, name: str, key: str, key_type: Any, *, resource: str, operations: tuple[str, ...]
+) -> Check:
+    from kafka.errors import AuthorizationError, KafkaError
+
+    fix = (
+        "kafka-acls.sh --add --allow-principal User:<serve's user> "
+        + " ".join(f"--operation {op}" for op in operations)
+        + f" --{resource} {key}"
+    )
+    deadline = time.monotonic() + _COORDINATOR_WAIT_S
+    while True:
+        try:
+            admin._manager.run(admin._find_coordinator_ids, [key], key_type)
+        except AuthorizationError:
+            return Check(name, False, "this principal may not use it", fix)
+        except KafkaError as exc:
+            # A new cluster creates its internal topics on the first lookup: try again.
+            if getattr(exc, "retriable", False) and time.monotonic() < deadline:
+                time.sleep(0.5)
+                continue
+            return Check(name, False, f"its coordinator cannot be found: {exc!r}", fix)
+        verb = " and ".join(op.upper() for op in operations)
+        return Check(name, True, f"may be described (serve needs {verb}, checked when used)")
 
 
 def _exists(topic: dict[str, Any] | None) -> bool:

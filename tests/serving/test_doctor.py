@@ -24,12 +24,14 @@ def models(tmp_path: Path) -> Path:
     return folder
 
 
-def settings_for(bootstrap: str, models: Path, topics: dict[str, str]) -> Settings:
+def settings_for(
+    bootstrap: str, models: Path, topics: dict[str, str], guarantee: str = "at_least_once"
+) -> Settings:
     return Settings(
         kafka={"bootstrap_servers": bootstrap},
         topics=topics,
         model={"path": models},
-        processing={"group_id": f"doctor-{free_port()}"},
+        processing={"group_id": f"doctor-{free_port()}", "guarantee": guarantee},
     )
 
 
@@ -37,22 +39,30 @@ def test_a_working_configuration_passes_every_check(
     kafka_bootstrap: str, new_topic: Callable[..., str], models: Path
 ) -> None:
     topics = {"input": new_topic(3), "output": new_topic(3), "dead_letter": new_topic(1)}
-    checks = list(run_checks(settings_for(kafka_bootstrap, models, topics)))
+    settings = settings_for(kafka_bootstrap, models, topics, "exactly_once")
+    checks = list(run_checks(settings))
 
-    assert [c.name.split(" topic ")[0] for c in checks] == [
+    assert [c.name.split(" topic ")[0].split(" ")[0] for c in checks] == [
         "brokers",
         "input",
         "output",
-        "dead letters",
+        "dead",
         "models",
         "changelog",
+        "consumer",
+        "transactional",
         "model",
     ]
     assert all(c.ok for c in checks), [c.line() for c in checks]
     lines = [c.line() for c in checks]
     assert lines[1] == f"ok    input topic {topics['input']}: 3 partitions"
     assert "does not exist yet; serve (it needs CREATE on it) creates it" in lines[5]
-    assert lines[6].startswith("ok    model: ") and "signatures off" in lines[6]
+    group = settings.processing.group_id
+    assert lines[6] == (
+        f"ok    consumer group {group}: may be described (serve needs READ, checked when used)"
+    )
+    assert lines[7].startswith(f"ok    transactional id {group}-")
+    assert lines[8].startswith("ok    model: ") and "signatures off" in lines[8]
 
 
 def test_a_missing_topic_and_a_wrong_port_are_named_with_the_fix(
