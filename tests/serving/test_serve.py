@@ -116,6 +116,9 @@ def test_exactly_one_forecast_per_reading_equal_to_keras(
     assert process.metric("sf_active_keys") == keys
     status, _ = process.terminate()
     assert status == 0
+    # A normal run, start to stop: no ERROR line and no traceback in serve's log.
+    log = process.log_path.read_text()
+    assert " ERROR " not in log and "Traceback" not in log, log
 
 
 MALFORMED: list[tuple[bytes | None, bytes, str]] = [
