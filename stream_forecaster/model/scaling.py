@@ -8,8 +8,10 @@ can also be learned through ``asinh(change / s)`` (``target_transform="asinh"``,
 median absolute change): the mean-squared-error loss then stops chasing the rare spikes,
 and the forecast lands closer to the median, which is what the MAE rewards.
 :meth:`Scaling.forecast` turns an output back into the target's own units, shrunk toward
-persistence by ``damping``. Training and serving both go through this one class, so they
-cannot disagree.
+persistence by ``damping``, then guarded: the change from the last value is clipped to the
+range seen in training (``change_bounds``), and a target that was never negative in training
+is floored at 0 (``target_floor``). Training, backtests, retraining and serving all go
+through this one class, so they cannot disagree.
 """
 
 from __future__ import annotations
@@ -44,6 +46,11 @@ class Scaling(BaseModel):
             (``delta`` mode only).
         target_scale: ``s`` of the asinh transform.
         damping: the forecast change is multiplied by this (1: as learned).
+        change_bounds: the smallest and largest change of the target over one step in the
+            training data; a forecast's change from the last value is clipped to them
+            (``None``: not guarded, a bundle from before guards).
+        target_floor: the forecast is at least this (``0.0`` when the target was never
+            negative in training; ``None``: no floor).
     """
 
     model_config = ConfigDict(frozen=True, allow_inf_nan=False)
@@ -57,6 +64,8 @@ class Scaling(BaseModel):
     target_transform: TargetTransform = "none"
     target_scale: float = 1.0
     damping: float = 1.0
+    change_bounds: tuple[float, float] | None = None
+    target_floor: float | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> Scaling:
@@ -76,6 +85,8 @@ class Scaling(BaseModel):
             raise ValueError("target_transform 'asinh' needs target_mode 'delta'")
         if self.target_scale <= 0 or self.damping < 0:
             raise ValueError("target_scale must be positive and damping non-negative")
+        if self.change_bounds is not None and self.change_bounds[0] > self.change_bounds[1]:
+            raise ValueError(f"expected change_bounds (low, high), got {self.change_bounds}")
         return self
 
     @classmethod
@@ -120,7 +131,29 @@ class Scaling(BaseModel):
             log_features=log_features,
             target_transform=target_transform,
             target_scale=scale,
-        )
+        ).guarded_by(targets, last_targets)
+
+    def guarded_by(self, targets: FloatArray, last_targets: FloatArray) -> Scaling:
+        """A copy whose guards also allow what this training data did: the change bounds
+        widened to its one-step changes; the floor at 0 kept only while no target, and no
+        last value, in it is negative (a warm-started retrain widens, never narrows).
+
+        Args:
+            targets: the training targets.
+            last_targets: each window's last target value.
+        """
+        targets = np.asarray(targets, dtype=np.float64)
+        last_targets = np.asarray(last_targets, dtype=np.float64)
+        if targets.size == 0:
+            return self
+        changes = targets - last_targets
+        low, high = float(changes.min()), float(changes.max())
+        if self.change_bounds is not None:
+            low, high = min(low, self.change_bounds[0]), max(high, self.change_bounds[1])
+        fresh = self.change_bounds is None and self.target_floor is None
+        never_negative = min(float(targets.min()), float(last_targets.min())) >= 0
+        floor = 0.0 if never_negative and (fresh or self.target_floor == 0.0) else None
+        return self.model_copy(update={"change_bounds": (low, high), "target_floor": floor})
 
     @property
     def n_features(self) -> int:
@@ -157,13 +190,37 @@ class Scaling(BaseModel):
         return values
 
     def forecast(self, outputs: FloatArray, last_targets: FloatArray) -> FloatArray:
-        """Forecasts in target units from model outputs and each window's last target value."""
+        """Forecasts in target units from model outputs and each window's last target value,
+        guarded (see :meth:`guarded_forecast`)."""
+        return self.guarded_forecast(outputs, last_targets)[0]
+
+    def guarded_forecast(
+        self, outputs: FloatArray, last_targets: FloatArray
+    ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_]]:
+        """Forecasts in target units, and which of them the guards changed: the change
+        from the last value clipped to ``change_bounds``, the value floored at
+        ``target_floor``. A non-finite output stays non-finite (the caller drops it).
+
+        Args:
+            outputs: the model's outputs.
+            last_targets: each window's last target value.
+        """
+        last = np.asarray(last_targets, dtype=np.float64)
         values = self.change(outputs)
         if self.target_mode == "delta":
             if self.damping != 1.0:
                 values *= self.damping
-            values += last_targets  # float32 last values are taken as float64
-        return values
+            values += last  # float32 last values are taken as float64
+        guarded = values
+        if self.change_bounds is not None:
+            low, high = self.change_bounds
+            guarded = np.clip(values - last, low, high) + last
+            guarded = np.where(np.isfinite(values), guarded, values)
+        if self.target_floor is not None:
+            guarded = np.where(guarded < self.target_floor, self.target_floor, guarded)
+        # Clipping adds and subtracts the last value: compare with a tolerance.
+        changed = ~np.isclose(guarded, values, rtol=1e-12, atol=1e-9) & np.isfinite(values)
+        return np.where(changed, guarded, values), changed
 
 
 def _log1p(rows: npt.NDArray[np.float64], columns: tuple[int, ...]) -> npt.NDArray[np.float64]:

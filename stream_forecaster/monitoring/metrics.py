@@ -71,6 +71,12 @@ class ServiceMetrics:
             "Forecasts not published because the model returned NaN or infinity.",
             registry=r,
         )
+        self.forecasts_clipped = Counter(
+            "sf_forecasts_clipped",
+            "Forecasts the guards changed: floored at 0 (a target never negative in "
+            "training) or their change from the last value clipped to the training range.",
+            registry=r,
+        )
         self.dead_letters_failed = Counter(
             "sf_dead_letter_failures",
             "Dead letters that could not be published.",

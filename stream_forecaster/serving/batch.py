@@ -23,6 +23,8 @@ class BatchReport:
         windows: windows in the batch's inference call (0: no call).
         inference_seconds: how long that call took.
         non_finite: forecasts not published because the model gave NaN or infinity.
+        clipped: forecasts the guards changed (floored at 0, or their change clipped to
+            the range seen in training).
         active_keys: keys with a window after the batch.
     """
 
@@ -33,6 +35,7 @@ class BatchReport:
     windows: int = 0
     inference_seconds: float = 0.0
     non_finite: int = 0
+    clipped: int = 0
     active_keys: int = 0
 
 

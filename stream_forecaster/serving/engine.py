@@ -91,7 +91,8 @@ class InferenceEngine:
             raise ValueError(f"expected windows of shape (batch, {expected}), got {windows.shape}")
 
     def forecast(self, windows: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
-        """Forecasts in the target's units for raw (unscaled) windows.
+        """Forecasts in the target's units for raw (unscaled) windows, guarded (see
+        :meth:`~stream_forecaster.model.scaling.Scaling.guarded_forecast`).
 
         Args:
             windows: shape ``(batch, window, n_features)``, oldest reading first.
@@ -99,10 +100,16 @@ class InferenceEngine:
         Returns:
             One forecast per window, shape ``(batch,)``.
         """
+        return self.guarded_forecast(windows)[0]
+
+    def guarded_forecast(
+        self, windows: npt.NDArray[np.float32]
+    ) -> tuple[npt.NDArray[np.float64], int]:
+        """Forecasts as :meth:`forecast` gives them, and how many the guards changed."""
         self._check(windows)
         n = len(windows)
         if n == 0:
-            return np.empty(0)
+            return np.empty(0), 0
         # The graph scales the raw windows itself (float32; within 1e-6 of Scaling's
         # float64 arithmetic).
         raw = np.ascontiguousarray(windows, dtype=np.float32)
@@ -119,7 +126,8 @@ class InferenceEngine:
                 ]
             )
         last_targets = windows[:, -1, self.target_index]
-        return np.asarray(self._scaling.forecast(outputs, last_targets), dtype=np.float64)
+        values, clipped = self._scaling.guarded_forecast(outputs, last_targets)
+        return values, int(clipped.sum())
 
     def dropout_samples(
         self,

@@ -69,7 +69,7 @@ class Forecaster:
         """The forecast records of ``ready``, in its order; a forecast that is not finite is
         not published (counted in ``report`` and logged)."""
         started = time.perf_counter()
-        values = engine.forecast(ready.windows)
+        values, report.clipped = engine.guarded_forecast(ready.windows)
         report.inference_seconds = time.perf_counter() - started
         report.windows = len(ready.keys)
         lower, upper = self._intervals(engine, ready.windows, values)
@@ -152,6 +152,9 @@ class Forecaster:
             if bounds is None:
                 return None, None
             lower, upper = bounds
+            floor = engine.bundle.manifest.scaling.target_floor
+            if floor is not None:  # no band below what the target can be
+                lower = np.maximum(lower, floor)
         bounded = np.isfinite(lower) & np.isfinite(upper)
         return np.where(bounded, lower, np.nan), np.where(bounded, upper, np.nan)
 

@@ -66,6 +66,8 @@ class ServeRecorder:
             m.batch_size.observe(report.windows)
         if report.non_finite:
             m.forecasts_non_finite.inc(report.non_finite)
+        if report.clipped:
+            m.forecasts_clipped.inc(report.clipped)
         m.active_keys.set(report.active_keys)
         m.batch_seconds.observe(seconds)
         self.scores(scorer)

@@ -238,7 +238,7 @@ def fit(
         )
         model = build_model(options.window, len(features), learning_rate=options.learning_rate)
     else:
-        scaling = initial.manifest.scaling
+        scaling = initial.manifest.scaling.guarded_by(split.train.targets, split.train.last_targets)
         model = build_model(options.window, len(features), learning_rate=options.learning_rate)
         model.set_weights(list(initial.weights))
 

@@ -200,6 +200,14 @@ def test_beijing_replay_from_no_model(
     assert set(versions_in_order) >= {promoted[0], last}
     assert serve.process is not None and serve.process.poll() is None
 
+    # The guards: PM2.5 was never negative in training, so no forecast and no interval
+    # bound is below 0, and every forecast's change is within the training range.
+    assert min(f["forecast"] for f in forecasts) >= 0
+    assert min(f["lower"] for f in forecasts if f.get("lower") is not None) >= 0
+    for version in versions_in_order:
+        low, high = Registry(registry).load(version).manifest.scaling.change_bounds or (0, 0)
+        assert low < 0 < high  # learned from the data: PM2.5 rises and falls
+
     # Offline figures from the output topic and the input data.
     actual = {ts: np.float32(v["pm2.5"]) if v["pm2.5"] is not None else None for ts, v in rows}
     known: dict[int, float] = {}
