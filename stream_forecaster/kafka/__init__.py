@@ -6,4 +6,5 @@
 - ``probe``: the background check that the brokers answer, and the input's end offsets.
 - ``errors``: what the cluster could not do (:class:`ClusterError`).
 - ``availability``: waiting for the cluster at start-up, saying why it does not answer.
+- ``transactions``: the transactional producer's blocking calls, each with a bound.
 """

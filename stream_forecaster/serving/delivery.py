@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 import time
 from collections.abc import Callable, Collection, Mapping
 from typing import Protocol
@@ -30,6 +31,7 @@ from kafka import TopicPartition
 from kafka.errors import CommitFailedError, KafkaError
 from kafka.structs import OffsetAndMetadata
 
+from stream_forecaster.kafka import transactions
 from stream_forecaster.kafka.protocols import Consumer, Offsets, Producer, SendFuture
 from stream_forecaster.serving.batch import BatchOutput
 from stream_forecaster.serving.checkpoint import CheckpointInFlight, PendingCheckpoint, PublishError
@@ -266,15 +268,22 @@ class ExactlyOnce:
         consumer: gives the group metadata that fences a stale member's commit.
         changelog: the changelog records of changed keys.
         metrics: the recorder.
+        stop: set at shutdown: a transactional call waiting for the brokers gives up.
     """
 
     def __init__(
-        self, sender: Sender, consumer: Consumer, changelog: Changelog, metrics: ServeRecorder
+        self,
+        sender: Sender,
+        consumer: Consumer,
+        changelog: Changelog,
+        metrics: ServeRecorder,
+        stop: threading.Event | None = None,
     ) -> None:
         self.sender = sender
         self.consumer = consumer
         self.changelog = changelog
         self.metrics = metrics
+        self.stop = stop or threading.Event()
 
     def deliver(self, out: BatchOutput) -> None:
         self._transact(
@@ -318,15 +327,17 @@ class ExactlyOnce:
             futures = [self.sender.send(record) for record in output]
             futures += [self.sender.send(record) for record in changelog]
             self.metrics.snapshots_written(len(changelog))
+            timeout_s, stop = self.sender.timeout_s, self.stop
             if offsets:
-                producer.send_offsets_to_transaction(
-                    kafka_offsets(offsets), self.consumer.group_metadata()
+                group = self.consumer.group_metadata()
+                transactions.send_offsets(
+                    producer, kafka_offsets(offsets), group, timeout_s=timeout_s, stop=stop
                 )
-            producer.commit_transaction()
+            transactions.commit(producer, timeout_s=timeout_s, stop=stop)
         except KafkaError as exc:
             self.metrics.commit_failed()
             with contextlib.suppress(KafkaError):
-                producer.abort_transaction()
+                transactions.abort(producer, timeout_s=self.sender.timeout_s, stop=self.stop)
             raise PublishError(f"transaction failed and was aborted: {exc!r}") from exc
         # A commit flushes every record first, so each one has its answer by now. One that
         # failed means the brokers aborted the transaction although commit_transaction
@@ -347,6 +358,8 @@ def choose_delivery(
     changelog: Changelog,
     metrics: ServeRecorder,
     new_producer: Callable[[], Producer],
+    *,
+    stop: threading.Event | None = None,
 ) -> Delivery:
     """The delivery guarantee ``SF_PROCESSING__GUARANTEE`` names, chosen once.
 
@@ -356,6 +369,7 @@ def choose_delivery(
         changelog: the changelog records of changed keys.
         metrics: the recorder.
         new_producer: makes a producer (transactional for ``exactly_once``).
+        stop: set at shutdown (a transactional call waiting for the brokers gives up).
     """
     sender = Sender(
         new_producer,
@@ -364,7 +378,7 @@ def choose_delivery(
         timeout_s=settings.kafka.request_timeout_ms / 1000,
     )
     if settings.processing.guarantee == "exactly_once":
-        return ExactlyOnce(sender, consumer, changelog, metrics)
+        return ExactlyOnce(sender, consumer, changelog, metrics, stop)
     return AtLeastOnce(
         sender,
         consumer,

@@ -105,7 +105,12 @@ class ForecastService:
         if s.processing.guarantee == "exactly_once":
             log.info("exactly_once: transactional id %s", transactional_id(s))
         self.delivery = delivery = choose_delivery(
-            s, consumer, self.processor.changelog, self.metrics, lambda: make_producer(s)
+            s,
+            consumer,
+            self.processor.changelog,
+            self.metrics,
+            lambda: make_producer(s),
+            stop=self.stop,
         )
         try:
             delivery.restart()
