@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+from datetime import UTC, datetime
 from pathlib import Path
 
 from stream_forecaster.cli.arguments import (
@@ -24,11 +25,13 @@ def add_parser(
     backtest = sub.add_parser(
         "backtest",
         parents=[common],
-        help="walk-forward one-step forecasts on held-out data, against persistence",
+        help="walk-forward one-step forecasts on held-out data, against three baselines",
         description="Forecast each step of the held-out tail from the actual readings before "
-        "it, and print MAE and RMSE of the model and of the persistence baseline (the last "
-        "value). By default the tail is exactly what `train` held out; the CSV is read with "
-        "the options recorded in the bundle unless given here.",
+        "it, and print MAE, RMSE and skill of the model and of three baselines on the same "
+        "samples: persistence (the last value), seasonal naive (the value a day before) and "
+        "a ridge regression on the same windows (fitted on the data before the tail); "
+        "pooled, then MAE per key. By default the tail is exactly what `train` held out; "
+        "the CSV is read with the options recorded in the bundle unless given here.",
         formatter_class=HelpFormatter,
     )
     add_table_arguments(backtest)
@@ -45,6 +48,14 @@ def add_parser(
         type=float,
         metavar="SHARE",
         help="evaluate the newest SHARE of samples instead of the bundle's held-out data",
+    )
+    backtest.add_argument(
+        "--from",
+        dest="from_ts",
+        type=_time,
+        metavar="TIME",
+        help="evaluate the samples from TIME on (a date such as 2014-11-01, UTC, or an RFC "
+        "3339 time); wins over --tail",
     )
     backtest.add_argument(
         "--out",
@@ -81,7 +92,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     )
     table = read_table(args.csv, spec)
     log.info("backtesting model %s (%s)", manifest.version, manifest.name)
-    result = run_backtest(bundle, table, tail=args.tail)
+    result = run_backtest(bundle, table, tail=args.tail, from_ts=args.from_ts)
     print(result.table())
     if args.out:
         print(f"wrote plot {plot_backtest(result, table, args.out)}")
@@ -97,6 +108,21 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             "persistence_mae": result.persistence_mae,
             "persistence_rmse": result.persistence_rmse,
             "skill": result.skill,
+            "baselines": result.comparison.as_dict(),
         }
         args.json.write_text(json.dumps(figures, indent=2) + "\n")
     return 0
+
+
+def _time(text: str) -> int:
+    """Epoch milliseconds of a date or an RFC 3339 time (UTC when it has no offset)."""
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a date such as 2014-11-01 or a time such as 2014-11-01T06:00:00Z, "
+            f"got {text!r}"
+        ) from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return int(parsed.timestamp() * 1000)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from stream_forecaster.cli.arguments import (
     HelpFormatter,
@@ -14,6 +16,10 @@ from stream_forecaster.cli.arguments import (
     table_spec,
 )
 from stream_forecaster.settings import ConfigError, Settings
+
+if TYPE_CHECKING:
+    from stream_forecaster.data.series import Table
+    from stream_forecaster.model.bundle import ModelBundle
 
 log = logging.getLogger("stream_forecaster")
 
@@ -100,6 +106,14 @@ def add_parser(
         help="newest share of samples kept out for the backtest (default 0.2)",
     )
     fit.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
+    fit.add_argument(
+        "--require-skill",
+        type=float,
+        metavar="X",
+        help="fail (exit 1, nothing written) unless the model's skill against persistence "
+        "on the held-out data is at least X (e.g. 0: it must not lose to persistence); "
+        "without it, a model that loses is written with a warning",
+    )
     train.add_argument(
         "--out",
         type=Path,
@@ -155,6 +169,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         report=log.info,
         print_summary=print,
     )
+    if not _beats_baselines(bundle, table, args.require_skill):
+        return 1
     out = args.out or settings.model.path
     metrics = bundle.manifest.training.metrics
     if (out / MANIFEST_NAME).is_file():  # a registry: what it does not name is never served
@@ -176,3 +192,34 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         f"validation MAE {metrics['val_mae']:.4f}, persistence {metrics['val_persistence_mae']:.4f}"
     )
     return 0
+
+
+def _beats_baselines(bundle: ModelBundle, table: Table, required: float | None) -> bool:
+    """Print the model against the baselines on the held-out data; warn when it loses to
+    persistence. Returns False when ``required`` skill is not reached."""
+    from stream_forecaster.training.backtest import run_backtest
+
+    if bundle.manifest.training.holdout_from_ts is None:
+        if required is not None:
+            log.warning("--require-skill needs held-out data (--holdout > 0): not checked")
+        return True
+    result = run_backtest(bundle, table)
+    print("on the held-out data (never trained on):")
+    for line in result.comparison.lines():
+        print(f"  {line}")
+    skill = result.comparison.skill()
+    if required is not None and not skill >= required:
+        print(
+            f"stream-forecaster train: error: skill against persistence {skill:+.4f} is below "
+            f"--require-skill {required:+.4f}; nothing written",
+            file=sys.stderr,
+        )
+        return False
+    if not skill > 0:
+        log.warning(
+            "the model does not beat persistence on the held-out data (skill %+.4f): it "
+            "forecasts worse than repeating the last value; --require-skill 0 refuses such "
+            "a model",
+            skill,
+        )
+    return True

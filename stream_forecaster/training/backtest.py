@@ -1,8 +1,9 @@
 """Walk-forward backtest of a model bundle on historical data.
 
 Every sample of the evaluated tail is a one-step-ahead forecast made from the actual
-readings up to that step (no peeking, no refitting), compared with the persistence
-baseline, which forecasts the target's last value.
+readings up to that step (no peeking, no refitting), compared with the baselines of
+:mod:`~stream_forecaster.training.baselines` (persistence, seasonal naive, ridge) on the
+same samples, pooled and per key.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import numpy.typing as npt
 from stream_forecaster.data.series import Table, make_windows
 from stream_forecaster.data.tables import DataError
 from stream_forecaster.model.bundle import ModelBundle
+from stream_forecaster.training.baselines import Comparison, compare
 from stream_forecaster.training.fit import predict, score
 from stream_forecaster.wire.timestamps import format_timestamp
 
@@ -25,7 +27,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class BacktestResult:
-    """Errors of the model and of persistence on the same samples."""
+    """Errors of the model and of the baselines on the same samples."""
 
     target: str
     samples: int
@@ -39,6 +41,7 @@ class BacktestResult:
     series_index: npt.NDArray[np.int64]
     actual: npt.NDArray[np.float64]
     forecast: npt.NDArray[np.float64]
+    comparison: Comparison
 
     @property
     def skill(self) -> float:
@@ -51,22 +54,23 @@ class BacktestResult:
             [
                 f"backtest of {self.target}: {self.samples} one-step forecasts, "
                 f"{format_timestamp(self.from_ts)} .. {format_timestamp(self.to_ts)}",
-                f"{'':<14}{'MAE':>10}{'RMSE':>10}",
-                f"{'model':<14}{self.mae:>10.4f}{self.rmse:>10.4f}",
-                f"{'persistence':<14}{self.persistence_mae:>10.4f}{self.persistence_rmse:>10.4f}",
-                f"skill (1 - MAE/MAE_persistence): {self.skill:+.4f}",
+                *self.comparison.lines(),
             ]
         )
 
 
-def run_backtest(bundle: ModelBundle, table: Table, tail: float | None = None) -> BacktestResult:
-    """Forecast every sample of the held-out tail and score it.
+def run_backtest(
+    bundle: ModelBundle, table: Table, tail: float | None = None, from_ts: int | None = None
+) -> BacktestResult:
+    """Forecast every sample of the held-out tail and score it beside the baselines.
 
     Args:
         bundle: the model.
         table: the data, read with the bundle's features and categories.
         tail: share of the newest samples to evaluate. ``None`` evaluates exactly the samples
             the bundle held out in training (falls back to 0.2 if it recorded none).
+        from_ts: evaluate the samples whose target time is at or after this (epoch ms)
+            instead; it wins over ``tail``.
 
     Raises:
         DataError: no samples to evaluate.
@@ -75,7 +79,17 @@ def run_backtest(bundle: ModelBundle, table: Table, tail: float | None = None) -
     windows = make_windows(table.series, manifest.window)
     if len(windows) == 0:
         raise DataError("no complete windows in the data: it is shorter than the model's window")
-    holdout_from = manifest.training.holdout_from_ts
+    recorded = manifest.training.holdout_from_ts
+    holdout_from = recorded if from_ts is None else from_ts
+    if from_ts is not None:
+        tail = None
+        if recorded is not None and from_ts < recorded:
+            log.warning(
+                "the evaluated part starts at %s, before the model's held-out data (%s): "
+                "part of it was seen in training",
+                format_timestamp(from_ts),
+                format_timestamp(recorded),
+            )
     if tail is None and holdout_from is None:
         tail = 0.2
     if tail is not None:
@@ -94,12 +108,15 @@ def run_backtest(bundle: ModelBundle, table: Table, tail: float | None = None) -
     assert holdout_from is not None
     evaluated = windows.select(windows.target_ts >= holdout_from)
     if len(evaluated) == 0:
+        where = "--from" if from_ts is not None else "the model's held-out start"
         raise DataError(
-            f"no samples at or after {format_timestamp(holdout_from)} (the model's held-out "
-            "start); pass --tail to choose the evaluated share"
+            f"no samples at or after {format_timestamp(holdout_from)} ({where}); the data "
+            f"ends at {format_timestamp(int(windows.target_ts.max()))}; pass --from or --tail "
+            "to choose the evaluated part"
         )
     forecast = predict(bundle.build_model(), manifest.scaling, evaluated)
     errors = score(forecast, evaluated)
+    before = windows.select(windows.target_ts < holdout_from)
     return BacktestResult(
         target=manifest.target,
         samples=len(evaluated),
@@ -113,6 +130,7 @@ def run_backtest(bundle: ModelBundle, table: Table, tail: float | None = None) -
         series_index=evaluated.series_index,
         actual=evaluated.targets,
         forecast=forecast,
+        comparison=compare(forecast, evaluated, before, table.series),
     )
 
 

@@ -135,6 +135,10 @@ def test_train_then_backtest(small_beijing: Path, tmp_path: Path) -> None:
     assert "Total params: 11,851" in trained.stdout  # the Keras summary
     assert "epoch 1/2" in trained.stderr and "epoch 2/2" in trained.stderr  # progress
     assert "time from year,month,day,hour" in trained.stderr
+    # The model beside the three baselines on the held-out data, with skill.
+    assert "on the held-out data (never trained on):" in trained.stdout
+    for method in ("persistence", "seasonal naive", "ridge"):
+        assert f"  {method}" in trained.stdout
 
     bundle = ModelBundle.load(bundle_path)
     assert bundle.manifest.name == "beijing-pm25"
@@ -163,6 +167,41 @@ def test_train_then_backtest(small_beijing: Path, tmp_path: Path) -> None:
     numbers = json.loads(figures.read_text())
     assert numbers["samples"] == info.samples["holdout"]  # exactly the held-out samples
     assert numbers["mae"] > 0 and numbers["persistence_mae"] > 0
+    baselines = numbers["baselines"]
+    assert set(baselines["pooled"]) == {"model", "persistence", "seasonal naive", "ridge"}
+    assert baselines["pooled"]["persistence"]["mae"] == pytest.approx(numbers["persistence_mae"])
+    assert baselines["pooled"]["ridge"]["mae"] > 0 and baselines["seasonal_share"] > 0.9
+
+    # From a date: the samples from then on; a model made to fail a skill bar writes nothing.
+    dated = run(
+        "backtest", "--csv", str(small_beijing), "--model", str(bundle_path), "--from", "2010-03-15"
+    )
+    assert dated.returncode == 0, dated.stderr
+    assert "one-step forecasts, 2010-03-15T" in dated.stdout
+    bad_date = run(
+        "backtest", "--csv", str(small_beijing), "--model", str(bundle_path), "--from", "soon"
+    )
+    assert bad_date.returncode == 2 and "expected a date such as 2014-11-01" in bad_date.stderr
+    refused = run(
+        "train",
+        "--csv",
+        str(small_beijing),
+        "--features",
+        BEIJING_FEATURES,
+        "--categorical",
+        "cbwd",
+        "--target",
+        "pm2.5",
+        "--epochs",
+        "1",
+        "--require-skill",
+        "0.99",
+        "--out",
+        str(tmp_path / "refused.sfmodel"),
+    )
+    assert refused.returncode == 1
+    assert "is below --require-skill +0.9900; nothing written" in refused.stderr
+    assert not (tmp_path / "refused.sfmodel").exists()
 
 
 @pytest.mark.slow
