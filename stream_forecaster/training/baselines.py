@@ -23,7 +23,7 @@ from stream_forecaster.data.series import Series, Windows
 
 DAY_MS: Final = 24 * 3600 * 1000
 #: The ridge penalties tried (on standardised inputs), scaled by the number of samples.
-_PENALTIES: Final = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
+_PENALTIES: Final = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)
 _MIN_RIDGE_SAMPLES: Final = 20
 METHODS: Final = ("model", "persistence", "seasonal naive", "ridge")
 
