@@ -43,7 +43,7 @@ class Producer:
 
 def test_an_answer_that_never_comes_times_out() -> None:
     producer = Producer(TransactionalRequestResult())  # never done: the lost answer
-    with pytest.raises(KafkaTimeoutError, match="commit_transaction got no answer within 0.5s"):
+    with pytest.raises(KafkaTimeoutError, match=r"commit_transaction got no answer within 0\.5s"):
         transactions.commit(producer, timeout_s=0.5, stop=threading.Event())
     assert producer._sender.woken == 1
 
