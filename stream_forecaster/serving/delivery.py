@@ -327,7 +327,7 @@ class ExactlyOnce:
             futures = [self.sender.send(record) for record in output]
             futures += [self.sender.send(record) for record in changelog]
             self.metrics.snapshots_written(len(changelog))
-            timeout_s, stop = self.sender.timeout_s, self.stop
+            timeout_s, stop = transactions.TRANSACTION_WAIT_S, self.stop
             if offsets:
                 group = self.consumer.group_metadata()
                 transactions.send_offsets(
@@ -337,7 +337,9 @@ class ExactlyOnce:
         except KafkaError as exc:
             self.metrics.commit_failed()
             with contextlib.suppress(KafkaError):
-                transactions.abort(producer, timeout_s=self.sender.timeout_s, stop=self.stop)
+                transactions.abort(
+                    producer, timeout_s=transactions.TRANSACTION_WAIT_S, stop=self.stop
+                )
             raise PublishError(f"transaction failed and was aborted: {exc!r}") from exc
         # A commit flushes every record first, so each one has its answer by now. One that
         # failed means the brokers aborted the transaction although commit_transaction
