@@ -248,6 +248,14 @@ class ServiceMetrics:
         self.forecasts_pending = Gauge(
             "sf_forecasts_pending", "Forecasts waiting for their actual value.", registry=r
         )
+        self.interval_keys = Gauge(
+            "sf_interval_keys",
+            "Keys with at least 50 intervals, by their recent coverage against "
+            "SF_SCORING__COVERAGE: below or above it by more than 5 points, or within "
+            "(per_key intervals only; refreshed every 15 s).",
+            ["coverage"],
+            registry=r,
+        )
         self.interval_half_width = Gauge(
             "sf_interval_half_width",
             "Half width of the conformal prediction interval, in the target's units.",

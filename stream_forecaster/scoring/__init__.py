@@ -2,6 +2,7 @@
 
 - ``online``: the scorer: forecasts held until their actual, scored per model version.
 - ``figures``: the scored points and their sliding windows, and the offline recomputation.
-- ``conformal``: the split conformal half-width.
+- ``conformal``: split conformal intervals, one width or per key.
+- ``key_scales``: each key's recent error scale and interval coverage.
 - ``checks``: what the scorer is given, checked.
 """

@@ -189,10 +189,12 @@ class ScoredPoints:
     squared_errors: list[float] = field(default_factory=list)
     persistence_errors: list[float] = field(default_factory=list)
     covered: list[int] = field(default_factory=list)
+    keys: list[str] = field(default_factory=list)
 
-    def add(self, pending: Held, actual: float) -> None:
-        """Score ``pending`` against ``actual``."""
+    def add(self, key: str, pending: Held, actual: float) -> None:
+        """Score ``key``'s ``pending`` forecast against ``actual``."""
         error = actual - pending.forecast
+        self.keys.append(key)
         self.versions.append(pending.model_version)
         self.abs_errors.append(abs(error))
         self.squared_errors.append(error * error)
@@ -210,6 +212,7 @@ class ScoredPoints:
             [self.squared_errors[i] for i in mine],
             [self.persistence_errors[i] for i in mine],
             [self.covered[i] for i in mine],
+            [self.keys[i] for i in mine],
         )
 
 

@@ -28,7 +28,9 @@ Intervals. Split conformal on the most recent ``window`` absolute errors of all 
 together (so a model swap keeps the calibration): with ``n`` errors and coverage ``c``,
 the half-width ``q`` is the ``ceil((n + 1) * c)``-th smallest error (at most the ``n``-th),
 and the interval ``(forecast - q, forecast + q)``; none until ``min_errors`` errors. ``q``
-is computed once per new error, not per forecast.
+is computed once per new error, not per forecast. With ``per_key``, the errors are first
+divided by their key's recent error scale and the interval is ``forecast +- q * scale(key)``
+(:mod:`~stream_forecaster.scoring.key_scales`): its width follows the key.
 
 Not thread-safe: one scorer belongs to one processing loop.
 """
@@ -47,7 +49,7 @@ if TYPE_CHECKING:
     from stream_forecaster.settings import ScoringSettings
 
 from stream_forecaster.scoring.checks import check_all_finite, check_finite, checked_bounds
-from stream_forecaster.scoring.conformal import ConformalCalibration
+from stream_forecaster.scoring.conformal import ConformalIntervals
 from stream_forecaster.scoring.figures import (
     Held,
     ScoredPoint,
@@ -71,7 +73,8 @@ class OnlineScorer:
         min_errors: errors needed before intervals are given (at most ``window``).
         max_versions: model versions kept; the least recently scored one is forgotten.
         max_pending: keys with a pending forecast kept; beyond, the oldest forecast is
-            dropped (``overflow``).
+            dropped (``overflow``); also the keys whose error scale is kept.
+        per_key: intervals whose width follows each key's recent error scale.
     """
 
     def __init__(
@@ -81,6 +84,8 @@ class OnlineScorer:
         min_errors: int,
         max_versions: int = 4,
         max_pending: int = 1_000_000,
+        *,
+        per_key: bool = False,
     ) -> None:
         for name, value in (
             ("window", window),
@@ -105,7 +110,9 @@ class OnlineScorer:
         self.unscored: dict[str, int] = dict.fromkeys(UNSCORED_REASONS, 0)
         self._pending: OrderedDict[str, Held] = OrderedDict()
         self._versions: OrderedDict[str, VersionWindow] = OrderedDict()
-        self.calibration = ConformalCalibration(window, coverage, min_errors)
+        self.conformal = ConformalIntervals(
+            window, coverage, min_errors, per_key=per_key, max_keys=max_pending
+        )
 
     @classmethod
     def from_settings(
@@ -118,6 +125,7 @@ class OnlineScorer:
             min_errors=settings.min_errors,
             max_versions=max_versions,
             max_pending=max_pending,
+            per_key=settings.interval_width == "per_key",
         )
 
     # -- pending forecasts -----------------------------------------------------------------
@@ -230,7 +238,7 @@ class OnlineScorer:
             hold(key, pending)
             actual = None if actuals is None else actuals.get((key, stamp))
             if actual is not None and (taken := take(key, stamp, actual)) is not None:
-                points.add(*taken)
+                points.add(key, *taken)
         self._record_many(points)
         return len(points.versions)
 
@@ -298,7 +306,7 @@ class OnlineScorer:
         take = self._take
         for key, stamp, actual in zip(keys, ts, actuals, strict=True):
             if (taken := take(key, stamp, actual)) is not None:
-                points.add(*taken)
+                points.add(key, *taken)
         self._record_many(points)
         return len(points.versions)
 
@@ -310,7 +318,7 @@ class OnlineScorer:
             return None
         pending, actual = taken
         point = ScoredPoints()
-        point.add(pending, actual)
+        point.add(key, pending, actual)
         self._record_many(point)
         return pending, actual, actual - pending.forecast, point.covered[0]
 
@@ -338,7 +346,7 @@ class OnlineScorer:
             return
         for version in reversed(dict.fromkeys(reversed(points.versions))):
             self._window_of(version).add_many(points.of(version))
-        self.calibration.add_many(points.abs_errors)
+        self.conformal.add(points.keys, points.abs_errors, points.covered)
 
     def _window_of(self, version: str) -> VersionWindow:
         """The version's window, made the most recently scored (created if new)."""
@@ -368,25 +376,24 @@ class OnlineScorer:
 
     @property
     def n_errors(self) -> int:
-        """Absolute errors the intervals are calibrated on (at most ``window``)."""
-        return self.calibration.n_errors
+        """Errors the intervals are calibrated on (at most ``window``)."""
+        return self.conformal.n_errors
 
     def half_width(self) -> float | None:
-        """The conformal half-width ``q``, or None while fewer than ``min_errors`` errors."""
-        return self.calibration.half_width()
+        """See :meth:`ConformalIntervals.half_width`."""
+        return self.conformal.half_width()
 
-    def interval(self, forecast: float) -> tuple[float, float] | None:
-        """``(forecast - q, forecast + q)``, or None while fewer than ``min_errors`` errors."""
-        q = self.half_width()
-        return None if q is None else (forecast - q, forecast + q)
+    def interval(self, forecast: float, key: str | None = None) -> tuple[float, float] | None:
+        """One forecast's interval (see :meth:`intervals`), or None."""
+        bounds = self.conformal.intervals([forecast], None if key is None else [key])
+        return None if bounds is None else (float(bounds[0][0]), float(bounds[1][0]))
 
     def intervals(
-        self, forecasts: npt.ArrayLike
+        self, forecasts: npt.ArrayLike, keys: Sequence[str] | None = None
     ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]] | None:
-        """The intervals of a batch of forecasts, as float64 ``(lower, upper)`` arrays, or None
-        while fewer than ``min_errors`` errors. ``q`` is computed once, not per forecast."""
-        q = self.half_width()
-        if q is None:
-            return None
-        values = np.asarray(forecasts, dtype=np.float64)
-        return values - q, values + q
+        """See :meth:`ConformalIntervals.intervals`."""
+        return self.conformal.intervals(forecasts, keys)
+
+    def coverage_bands(self) -> dict[str, int] | None:
+        """See :meth:`ConformalIntervals.coverage_bands`."""
+        return self.conformal.coverage_bands()

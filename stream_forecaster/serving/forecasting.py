@@ -72,7 +72,7 @@ class Forecaster:
         values, report.clipped = engine.guarded_forecast(ready.windows)
         report.inference_seconds = time.perf_counter() - started
         report.windows = len(ready.keys)
-        lower, upper = self._intervals(engine, ready.windows, values)
+        lower, upper = self._intervals(engine, ready.windows, values, ready.keys)
         finite = np.isfinite(values)
         for i in np.flatnonzero(~finite).tolist():
             report.non_finite += 1
@@ -138,6 +138,7 @@ class Forecaster:
         engine: InferenceEngine,
         windows: npt.NDArray[np.float32],
         values: npt.NDArray[np.float64],
+        keys: list[str],
     ) -> Bounds:
         """Prediction interval bounds at the configured coverage (None while the conformal
         calibration has too few errors); NaN where a bound is not finite (no interval)."""
@@ -148,7 +149,7 @@ class Forecaster:
             low, high = np.quantile(samples, [tail, 1 - tail], axis=1)
             lower, upper = np.minimum(low, values), np.maximum(high, values)
         else:
-            bounds = self.scorer.intervals(values)
+            bounds = self.scorer.intervals(values, keys)
             if bounds is None:
                 return None, None
             lower, upper = bounds

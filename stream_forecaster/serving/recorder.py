@@ -21,6 +21,9 @@ from stream_forecaster.monitoring.metrics import ServiceMetrics
 from stream_forecaster.scoring.online import OnlineScorer
 from stream_forecaster.serving.batch import BatchReport, Restored
 
+#: How often the keys' interval coverage is sorted into bands (a pass over every key).
+_BANDS_EVERY_S = 15.0
+
 
 class ServeRecorder:
     """Records what serve did as samples of :class:`ServiceMetrics`.
@@ -35,6 +38,7 @@ class ServeRecorder:
         self.registry = registry
         self._scored_versions: set[str] = set()
         self._unscored_seen: dict[str, int] = {}
+        self._next_bands = 0.0
 
     # -- the loop --------------------------------------------------------------------------
 
@@ -99,9 +103,20 @@ class ServeRecorder:
                 m.forecasts_unscored.labels(reason=reason).inc(delta)
         self._unscored_seen = dict(scorer.unscored)
         m.forecasts_pending.set(scorer.n_pending)
+        self._calibration(scorer)
+
+    def _calibration(self, scorer: OnlineScorer) -> None:
+        """The interval half-width; every 15 s, the keys by their interval coverage."""
+        m = self.metrics
         half_width = scorer.half_width()
         if half_width is not None:
             m.interval_half_width.set(half_width)
+        now = time.monotonic()
+        if now >= self._next_bands:  # a pass over every key: not at every batch
+            self._next_bands = now + _BANDS_EVERY_S
+            bands = scorer.coverage_bands()
+            for band, keys in (bands or {}).items():
+                m.interval_keys.labels(coverage=band).set(keys)
 
     def keys(self, active: int, evicted: int = 0) -> None:
         """Keys with a window now; ``evicted`` of them just went for being idle."""
