@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -79,6 +80,16 @@ def add_parser(
         "its level; forecasts are always in the target's units",
     )
     model.add_argument(
+        "--calendar",
+        type=_calendar,
+        default="auto",
+        metavar="auto|none|A,B",
+        help="calendar inputs computed from each reading's time, two each (sine and "
+        "cosine): hour_of_day, day_of_week. auto (default): trains with both and without, "
+        "and keeps the one with the lower validation MAE (twice the training time); none; "
+        "or a list",
+    )
+    model.add_argument(
         "--name",
         help="model name recorded in the bundle: serve and retrain take the model of "
         "SF_MODEL__NAME (default: SF_MODEL__NAME, default)",
@@ -127,6 +138,7 @@ def add_parser(
 def run(args: argparse.Namespace, settings: Settings) -> int:
     require_training("train")
     from stream_forecaster.data.tables import read_table
+    from stream_forecaster.model.calendar import CALENDAR_INPUTS
     from stream_forecaster.model.handoff import sign_file
     from stream_forecaster.model.registry import MANIFEST_NAME, Registry
     from stream_forecaster.model.signing import Signer
@@ -156,19 +168,38 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             target_mode=args.target_mode,
             seed=args.seed,
         )
+        candidates = [(), CALENDAR_INPUTS] if args.calendar == "auto" else [args.calendar]
+        options_by_calendar = [replace(options, calendar=c) for c in candidates]
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     signer = Signer.from_settings(settings.model)  # a bad key fails before the training
     table = read_table(args.csv, spec)
-    bundle = train(
-        table,
-        spec,
-        options,
-        source=args.csv.name,
-        name=args.name or settings.model.name,
-        report=log.info,
-        print_summary=print,
-    )
+    trained = []
+    for i, choice in enumerate(options_by_calendar):
+        if len(options_by_calendar) > 1:
+            log.info("calendar inputs: %s", ", ".join(choice.calendar) or "none")
+        trained.append(
+            train(
+                table,
+                spec,
+                choice,
+                source=args.csv.name,
+                name=args.name or settings.model.name,
+                report=log.info,
+                print_summary=print if i == 0 else None,
+            )
+        )
+    bundle = min(trained, key=lambda b: b.manifest.training.metrics["val_mae"])
+    if len(trained) > 1:
+        print(
+            "calendar inputs (--calendar auto): "
+            + "; ".join(
+                f"{', '.join(b.manifest.calendar) or 'none'}: validation MAE "
+                f"{b.manifest.training.metrics['val_mae']:.4f}"
+                for b in trained
+            )
+            + f"; kept {', '.join(bundle.manifest.calendar) or 'none'}"
+        )
     if not _beats_baselines(bundle, table, args.require_skill):
         return 1
     out = args.out or settings.model.path
@@ -223,3 +254,19 @@ def _beats_baselines(bundle: ModelBundle, table: Table, required: float | None) 
             skill,
         )
     return True
+
+
+def _calendar(text: str) -> str | tuple[str, ...]:
+    """``auto``, or the calendar inputs named (``none``: no calendar inputs)."""
+    from stream_forecaster.model.calendar import CALENDAR_INPUTS
+
+    text = text.strip()
+    if text == "auto":
+        return text
+    names = () if text == "none" else tuple(n.strip() for n in text.split(",") if n.strip())
+    unknown = [n for n in names if n not in CALENDAR_INPUTS]
+    if unknown or len(set(names)) != len(names):
+        raise argparse.ArgumentTypeError(
+            f"expected auto, none or some of {', '.join(CALENDAR_INPUTS)} (each once), got {text!r}"
+        )
+    return names

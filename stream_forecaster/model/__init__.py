@@ -2,6 +2,7 @@
 
 - ``network``: the founding design's LSTM (Keras, for training).
 - ``scaling``: input and target scaling, shared by training and serving.
+- ``calendar``: hour-of-day and day-of-week inputs, computed from reading times.
 - ``bundle``: one checksummed file per trained model.
 - ``weights``: its weights, read with bounded memory (no zip bomb).
 - ``files``: reading the model folder: regular files only, bounded.

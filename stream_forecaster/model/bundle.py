@@ -28,6 +28,7 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from stream_forecaster.model.calendar import CalendarInput
 from stream_forecaster.model.network import DROPOUT_RATE, LSTM_UNITS, build_model
 from stream_forecaster.model.scaling import Scaling
 from stream_forecaster.model.weights import MAX_BUNDLE_BYTES, WeightsError, read_weights
@@ -125,15 +126,26 @@ class BundleManifest(BaseModel):
     window: int = Field(ge=1)
     architecture: Architecture = Architecture()
     categories: dict[str, tuple[str, ...]] = Field(default_factory=dict)
+    calendar: tuple[CalendarInput, ...] = Field(
+        default=(), description="Calendar inputs after the features, two columns each."
+    )
     scaling: Scaling
     training: TrainingInfo
 
+    @property
+    def n_inputs(self) -> int:
+        """The network's inputs per step: the features, then two per calendar input."""
+        return len(self.features) + 2 * len(self.calendar)
+
     @model_validator(mode="after")
     def _consistent(self) -> BundleManifest:
-        if self.scaling.n_features != len(self.features):
+        if self.scaling.n_features != self.n_inputs:
             raise ValueError(
-                f"expected scaling for {len(self.features)} features, got {self.scaling.n_features}"
+                f"expected scaling for {self.n_inputs} inputs ({len(self.features)} features, "
+                f"{len(self.calendar)} calendar), got {self.scaling.n_features}"
             )
+        if len(set(self.calendar)) != len(self.calendar):
+            raise ValueError(f"calendar inputs must be unique, got {list(self.calendar)}")
         unknown = sorted(set(self.categories) - set(self.features))
         if unknown:
             raise ValueError(f"categories given for non-features {unknown}")
@@ -168,6 +180,7 @@ class ModelBundle:
         training: TrainingInfo,
         categories: dict[str, tuple[str, ...]] | None = None,
         name: str = "default",
+        calendar: tuple[CalendarInput, ...] = (),
     ) -> ModelBundle:
         """Bundle the seed network's weights (in Keras's ``get_weights()`` order, e.g. a
         trained model's); the version id is the creation time and a hash of the weights.
@@ -183,6 +196,7 @@ class ModelBundle:
             target=target,
             window=window,
             categories=categories or {},
+            calendar=calendar,
             scaling=scaling,
             training=training,
         )
@@ -237,7 +251,7 @@ class ModelBundle:
             manifest = BundleManifest.model_validate_json(manifest_json)
         except ValidationError as exc:
             raise BundleError(f"{source}: invalid manifest: {exc}") from None
-        shapes = _seed_weight_shapes(manifest.window, len(manifest.features))
+        shapes = _seed_weight_shapes(manifest.window, manifest.n_inputs)
         try:
             weights = read_weights(archive, shapes)
         except WeightsError as exc:
@@ -248,12 +262,12 @@ class ModelBundle:
         return bundle
 
     def _check_shapes(self, source: str) -> None:
-        expected = _seed_weight_shapes(self.manifest.window, len(self.manifest.features))
+        expected = _seed_weight_shapes(self.manifest.window, self.manifest.n_inputs)
         got = [tuple(w.shape) for w in self.weights]
         if got != expected:
             raise BundleError(
                 f"{source}: expected weights of shapes {expected} for window "
-                f"{self.manifest.window} and {len(self.manifest.features)} features, got {got}"
+                f"{self.manifest.window} and {self.manifest.n_inputs} inputs, got {got}"
             )
         if not all(np.isfinite(w).all() for w in self.weights):
             raise BundleError(f"{source}: weights contain NaN or infinity")
@@ -294,7 +308,7 @@ class ModelBundle:
     def build_model(self, *, compile_model: bool = False) -> keras.Sequential:
         """The seed LSTM with this bundle's weights."""
         model = build_model(
-            self.manifest.window, len(self.manifest.features), compile_model=compile_model
+            self.manifest.window, self.manifest.n_inputs, compile_model=compile_model
         )
         model.set_weights(list(self.weights))
         return model

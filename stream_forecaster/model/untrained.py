@@ -15,6 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from stream_forecaster.model.bundle import ModelBundle, TrainingInfo
+from stream_forecaster.model.calendar import CalendarInput
 from stream_forecaster.model.network import LSTM_UNITS
 from stream_forecaster.model.scaling import Scaling
 
@@ -27,6 +28,7 @@ def untrained_bundle(
     scaling: Scaling | None = None,
     created_at: str = "2026-01-01T00:00:00Z",
     name: str = "untrained",
+    calendar: tuple[CalendarInput, ...] = (),
 ) -> ModelBundle:
     """The seed LSTM for ``features`` and ``window`` with seeded random weights; its target
     is the first feature.
@@ -39,9 +41,10 @@ def untrained_bundle(
             with a spread of 2 + i, and changes of the target around 0.1 +- 1.5.
         created_at: the bundle's creation time (part of its version id).
         name: the model name.
+        calendar: calendar inputs after the features (two inputs each, around 0 +- 0.7).
     """
     rng = np.random.default_rng(seed)
-    n, units = len(features), LSTM_UNITS
+    n, units = len(features) + 2 * len(calendar), LSTM_UNITS
     weights = (
         _glorot(rng, (n, 4 * units)),
         _orthogonal(rng, units, 4 * units),
@@ -52,8 +55,9 @@ def untrained_bundle(
         np.zeros(1, dtype=np.float32),
     )
     scaling = scaling or Scaling(
-        feature_mean=tuple(10.0 * (i + 1) for i in range(n)),
-        feature_std=tuple(2.0 + i for i in range(n)),
+        feature_mean=tuple(10.0 * (i + 1) for i in range(len(features)))
+        + (0.0,) * (n - len(features)),
+        feature_std=tuple(2.0 + i for i in range(len(features))) + (0.7,) * (n - len(features)),
         target_mean=0.1,
         target_std=1.5,
     )
@@ -65,6 +69,7 @@ def untrained_bundle(
         scaling=scaling,
         training=TrainingInfo(created_at=created_at, source="untrained"),
         name=name,
+        calendar=calendar,
     )
 
 

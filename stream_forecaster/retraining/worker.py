@@ -27,6 +27,7 @@ from stream_forecaster.data.tables import DataError
 from stream_forecaster.kafka.availability import wait_for_cluster
 from stream_forecaster.kafka.clients import client_config
 from stream_forecaster.model.bundle import BundleError, ModelBundle
+from stream_forecaster.model.calendar import with_calendar
 from stream_forecaster.model.handoff import add_judged, trusted_current
 from stream_forecaster.model.registry import Registry
 from stream_forecaster.model.signing import SignatureError, Signer, Verifier, warn_if_off
@@ -85,6 +86,8 @@ class RetrainWorker:
         self.features = features
         self.target = target or features[0]
         self.window = self.current.manifest.window if self.current else m.window
+        # A retrain keeps its model's calendar inputs (a first model has none).
+        self.calendar = self.current.manifest.calendar if self.current else ()
         columns = [*self.features, *([] if self.target in self.features else [self.target])]
         r = settings.retrain
         self.history = History(columns, r.history_per_key, r.max_keys)
@@ -208,6 +211,7 @@ class RetrainWorker:
         readings = self.history.readings
         if self._windows is None or self._windows[0] != readings:
             series = self.history.series(self.features, self.target)
+            series = [with_calendar(s, self.calendar) for s in series]
             self._windows = (readings, make_windows(series, self.window))
         return self._windows[1]
 
@@ -297,6 +301,7 @@ class RetrainWorker:
                     # replay's models beat persistence out of sample, without them not.
                     log_skewed=True,
                     target_transform="asinh",
+                    calendar=self.calendar,
                 ),
                 source=f"kafka:{self.settings.topics.input}",
                 initial=self.current,

@@ -76,17 +76,19 @@ class InferenceEngine:
         self.features = manifest.features
         self.window = manifest.window
         self.target_index = manifest.features.index(manifest.target)
+        self.calendar = manifest.calendar
         self._scaling = manifest.scaling
         log.info(
-            "inference engine ready for model %s (%d features, window %d, ONNX Runtime) in %.3fs",
+            "inference engine ready for model %s (%d features%s, window %d, ONNX Runtime) in %.3fs",
             self.version,
             len(self.features),
+            f" and calendar {', '.join(self.calendar)}" if self.calendar else "",
             self.window,
             time.perf_counter() - started,
         )
 
     def _check(self, windows: npt.NDArray[np.float32]) -> None:
-        expected = (self.window, len(self.features))
+        expected = (self.window, self.bundle.manifest.n_inputs)
         if windows.ndim != 3 or windows.shape[1:] != expected:
             raise ValueError(f"expected windows of shape (batch, {expected}), got {windows.shape}")
 

@@ -66,7 +66,7 @@ def seed_lstm_onnx(bundle: ModelBundle, *, dropout_mask: bool = False) -> bytes:
 
     kernel, recurrent, bias, dense_kernel, dense_bias = bundle.weights
     units = recurrent.shape[0]
-    window, n_features = bundle.manifest.window, len(bundle.manifest.features)
+    window, n_features = bundle.manifest.window, bundle.manifest.n_inputs
     weights = {
         "W": _onnx_gate_order(kernel, axis=1).T[np.newaxis],  # (1, 4u, features)
         "R": _onnx_gate_order(recurrent, axis=1).T[np.newaxis],  # (1, 4u, u)

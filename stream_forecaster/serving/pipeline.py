@@ -19,6 +19,7 @@ from typing import Final
 
 import numpy as np
 
+from stream_forecaster.model.calendar import window_calendar
 from stream_forecaster.scoring.online import OnlineScorer
 from stream_forecaster.serving.batch import BatchOutput, BatchReport, Eviction, Restored
 from stream_forecaster.serving.engine import InferenceEngine
@@ -198,7 +199,8 @@ class BatchProcessor:
             forecast_ts=(end_ts + update.intervals).tolist(),
             source_timestamp_ms=[accepted[i].timestamp for i in which],
             persistence=update.windows[:, -1, engine.target_index].astype(np.float64),
-            windows=update.windows,
+            # The model's inputs: the readings, then its calendar inputs at each step.
+            windows=window_calendar(update.windows, end_ts, update.intervals, engine.calendar),
         )
         return self.forecaster.forecast(engine, ready, actuals, report), changed
 

@@ -18,6 +18,7 @@ import numpy.typing as npt
 from stream_forecaster.data.series import Table, make_windows
 from stream_forecaster.data.tables import DataError
 from stream_forecaster.model.bundle import ModelBundle
+from stream_forecaster.model.calendar import with_calendar
 from stream_forecaster.training.baselines import Comparison, compare
 from stream_forecaster.training.fit import predict, score
 from stream_forecaster.wire.timestamps import format_timestamp
@@ -76,7 +77,8 @@ def run_backtest(
         DataError: no samples to evaluate.
     """
     manifest = bundle.manifest
-    windows = make_windows(table.series, manifest.window)
+    series = [with_calendar(s, manifest.calendar) for s in table.series]
+    windows = make_windows(series, manifest.window)
     if len(windows) == 0:
         raise DataError("no complete windows in the data: it is shorter than the model's window")
     recorded = manifest.training.holdout_from_ts

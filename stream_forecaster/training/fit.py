@@ -19,6 +19,7 @@ import numpy.typing as npt
 from stream_forecaster.data.series import Table, Windows, make_windows
 from stream_forecaster.data.tables import DataError, TableSpec
 from stream_forecaster.model.bundle import ModelBundle, TrainingInfo, utc_now_iso
+from stream_forecaster.model.calendar import CALENDAR_INPUTS, CalendarInput, with_calendar
 from stream_forecaster.model.network import build_model, import_keras
 from stream_forecaster.model.scaling import Scaling, TargetMode, TargetTransform
 
@@ -46,6 +47,8 @@ class TrainOptions:
         log_skewed: take ``log1p`` of heavy-tailed non-negative inputs (see
             :class:`~stream_forecaster.model.scaling.Scaling`).
         target_transform: ``"asinh"``: learn ``asinh(change / s)`` instead of the change.
+        calendar: calendar inputs after the features (see
+            :mod:`~stream_forecaster.model.calendar`); the windows must carry them.
     """
 
     window: int = 24
@@ -60,6 +63,7 @@ class TrainOptions:
     damping: bool = False
     log_skewed: bool = False
     target_transform: TargetTransform = "none"
+    calendar: tuple[CalendarInput, ...] = ()
 
     def __post_init__(self) -> None:
         checks = {
@@ -70,6 +74,8 @@ class TrainOptions:
             "patience": self.patience >= 1,
             "validation": 0 < self.validation < 1,
             "holdout": 0 <= self.holdout < 1,
+            "calendar": set(self.calendar) <= set(CALENDAR_INPUTS)
+            and len(set(self.calendar)) == len(self.calendar),
         }
         for name, ok in checks.items():
             if not ok:
@@ -168,7 +174,8 @@ def train(
     Raises:
         DataError: too little usable data.
     """
-    windows = make_windows(table.series, options.window)
+    series = [with_calendar(s, options.calendar) for s in table.series]
+    windows = make_windows(series, options.window)
     split = split_by_time(windows, options.validation, options.holdout)
     report(
         f"samples: {len(split.train)} train, {len(split.validation)} validation, "
@@ -227,6 +234,7 @@ def fit(
     """
     keras = import_keras()
     keras.utils.set_random_seed(options.seed)
+    n_inputs = len(features) + 2 * len(options.calendar)
     if initial is None:
         scaling = Scaling.fit(
             split.train.inputs[:, -1, :],
@@ -236,10 +244,10 @@ def fit(
             log_skewed=options.log_skewed,
             target_transform=options.target_transform,
         )
-        model = build_model(options.window, len(features), learning_rate=options.learning_rate)
+        model = build_model(options.window, n_inputs, learning_rate=options.learning_rate)
     else:
         scaling = initial.manifest.scaling.guarded_by(split.train.targets, split.train.last_targets)
-        model = build_model(options.window, len(features), learning_rate=options.learning_rate)
+        model = build_model(options.window, n_inputs, learning_rate=options.learning_rate)
         model.set_weights(list(initial.weights))
 
     def xy(w: Windows) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
@@ -299,6 +307,7 @@ def fit(
         training=info,
         categories=categories,
         name=name,
+        calendar=options.calendar,
     )
 
 

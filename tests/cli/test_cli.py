@@ -135,6 +135,9 @@ def test_train_then_backtest(small_beijing: Path, tmp_path: Path) -> None:
     assert "Total params: 11,851" in trained.stdout  # the Keras summary
     assert "epoch 1/2" in trained.stderr and "epoch 2/2" in trained.stderr  # progress
     assert "time from year,month,day,hour" in trained.stderr
+    # --calendar auto (the default): with and without, the lower validation MAE kept.
+    assert "calendar inputs (--calendar auto): none: validation MAE " in trained.stdout
+    assert "hour_of_day, day_of_week: validation MAE" in trained.stdout
     # The model beside the three baselines on the held-out data, with skill.
     assert "on the held-out data (never trained on):" in trained.stdout
     for method in ("persistence", "seasonal naive", "ridge"):

@@ -11,6 +11,7 @@ import numpy as np
 from numpy.lib import format as npy
 
 from stream_forecaster.model.bundle import ModelBundle
+from stream_forecaster.model.calendar import CalendarInput
 from stream_forecaster.model.untrained import untrained_bundle as _untrained
 
 FEATURES = ("t", "rh", "p")
@@ -22,9 +23,12 @@ def untrained_bundle(
     seed: int = 7,
     created_at: str = "2026-01-01T00:00:00Z",
     name: str = "test",
+    calendar: tuple[CalendarInput, ...] = (),
 ) -> ModelBundle:
     """A bundle with seeded random weights; target = the first feature."""
-    return _untrained(features, window, seed=seed, created_at=created_at, name=name)
+    return _untrained(
+        features, window, seed=seed, created_at=created_at, name=name, calendar=calendar
+    )
 
 
 # -- hand-made bundle bytes, for what a bundle must not be -------------------------------
