@@ -4,6 +4,7 @@ test loop's guard (``--no-tensorflow``: a test that imports TensorFlow fails, so
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import sys
@@ -94,3 +95,18 @@ def beijing_head(
         return path
 
     return make
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    """Undo what ``configure_logging`` (run by an in-process ``main()``) does to the
+    process's logging, so that later tests see the logging they started with."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    for name in ("kafka.net.selector", "kafka.cluster", "kafka.net.manager"):
+        logging.getLogger(name).filters.clear()
+    for name in ("kafka.net.connection", "kafka.net.transport"):
+        logging.getLogger(name).setLevel(logging.NOTSET)

@@ -3,24 +3,10 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 
 import pytest
 
 from stream_forecaster.logs import configure_logging
-
-
-@pytest.fixture
-def restore_logging() -> Iterator[None]:
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
-    for name in ("kafka.net.selector", "kafka.cluster", "kafka.net.manager"):
-        logging.getLogger(name).filters.clear()
-    for name in ("kafka.net.connection", "kafka.net.transport"):
-        logging.getLogger(name).setLevel(logging.NOTSET)
 
 
 @pytest.mark.usefixtures("restore_logging")

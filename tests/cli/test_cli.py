@@ -490,6 +490,7 @@ def test_models_promote_without_kafka_changes_nothing(tmp_path: Path) -> None:
     assert current is not None and current.version == v1.version
 
 
+@pytest.mark.usefixtures("restore_logging")  # main() configures this process's logging
 def test_a_missing_acl_is_one_line_without_a_traceback(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

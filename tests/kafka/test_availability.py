@@ -94,3 +94,27 @@ def test_tls_and_sasl_against_a_plaintext_listener_are_told_apart(kafka_bootstra
     assert sasl is not None
     assert sasl.startswith("SASL authentication failed: ")
     assert "wrong" not in sasl
+
+
+@pytest.mark.kafka
+def test_sasl_is_named_after_the_commands_logging_is_configured(
+    kafka_bootstrap: str, restore_logging: None
+) -> None:
+    """configure_logging quiets kafka-python's connection loggers: the failures that tell
+    SASL apart must still be seen (a real serve, retrain or simulate configures logging
+    first)."""
+    from stream_forecaster.logs import configure_logging
+
+    configure_logging("INFO")
+    sasl = why_unavailable(
+        KafkaSettings(
+            bootstrap_servers=kafka_bootstrap,
+            security_protocol="SASL_PLAINTEXT",
+            sasl_mechanism="PLAIN",
+            sasl_plain_username="sensor-feed",
+            sasl_plain_password="wrong",
+        ),
+        timeout_s=15,
+    )
+    assert sasl is not None and sasl.startswith("SASL authentication failed: "), sasl
+    assert logging.getLogger("kafka.net.connection").level == logging.CRITICAL  # restored

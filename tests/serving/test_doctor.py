@@ -65,6 +65,7 @@ def test_a_working_configuration_passes_every_check(
     assert lines[8].startswith("ok    model: ") and "signatures off" in lines[8]
 
 
+@pytest.mark.usefixtures("restore_logging")  # main() configures this process's logging
 def test_a_missing_topic_and_a_wrong_port_are_named_with_the_fix(
     kafka_bootstrap: str,
     new_topic: Callable[..., str],
