@@ -172,10 +172,10 @@ class ScoringSettings(Section):
         "samples with the Dropout(0.2) layer active.",
     )
     mc_samples: int = Field(default=30, ge=2, le=1000, description="mc_dropout samples.")
-    interval_width: Literal["per_key", "pooled"] = Field(
-        default="per_key",
-        description="conformal intervals: per_key: the width follows each key's recent error "
-        "scale (a quiet key narrow, a volatile one wide); pooled: one width for every key.",
+    interval_width: Literal["pooled", "per_key"] = Field(
+        default="pooled",
+        description="conformal intervals: pooled: one width for every key; per_key: the width "
+        "follows each key's recent error scale (a quiet key narrow, a volatile one wide).",
     )
     min_errors: int = Field(
         default=30, ge=1, description="Errors needed before conformal intervals are given."
