@@ -191,6 +191,9 @@ def train_bootstrap_model(
 
 
 def main() -> int:
+    # Ctrl-C stops the run even when it was started with SIGINT ignored (a background job
+    # of a non-interactive shell, as CI starts its tests): Python keeps an ignored SIGINT.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     args = parse_args()
     env = {
         **os.environ,

@@ -111,19 +111,19 @@ def test_malformed_setting_fails_at_start_up_naming_it() -> None:
     assert result.stdout == ""
 
 
+def train_beijing(csv: Path) -> tuple[str, ...]:
+    """`train` on the Beijing sample's 8 inputs, forecasting pm2.5."""
+    return (
+        *("train", "--csv", str(csv), "--features", BEIJING_FEATURES),
+        *("--categorical", "cbwd", "--target", "pm2.5"),
+    )
+
+
 @pytest.mark.slow
 def test_train_then_backtest(small_beijing: Path, tmp_path: Path) -> None:
     bundle_path = tmp_path / "m.sfmodel"
     trained = run(
-        "train",
-        "--csv",
-        str(small_beijing),
-        "--features",
-        BEIJING_FEATURES,
-        "--categorical",
-        "cbwd",
-        "--target",
-        "pm2.5",
+        *train_beijing(small_beijing),
         "--epochs",
         "2",
         "--name",
@@ -186,15 +186,7 @@ def test_train_then_backtest(small_beijing: Path, tmp_path: Path) -> None:
     )
     assert bad_date.returncode == 2 and "expected a date such as 2014-11-01" in bad_date.stderr
     refused = run(
-        "train",
-        "--csv",
-        str(small_beijing),
-        "--features",
-        BEIJING_FEATURES,
-        "--categorical",
-        "cbwd",
-        "--target",
-        "pm2.5",
+        *train_beijing(small_beijing),
         "--epochs",
         "1",
         "--require-skill",

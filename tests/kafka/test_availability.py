@@ -81,16 +81,7 @@ def test_tls_and_sasl_against_a_plaintext_listener_are_told_apart(kafka_bootstra
     assert tls.endswith(
         "(SF_KAFKA__SSL_CAFILE, SF_KAFKA__SSL_CHECK_HOSTNAME, SF_KAFKA__SSL_CERTFILE)"
     )
-    sasl = why_unavailable(
-        KafkaSettings(
-            bootstrap_servers=kafka_bootstrap,
-            security_protocol="SASL_PLAINTEXT",
-            sasl_mechanism="PLAIN",
-            sasl_plain_username="sensor-feed",
-            sasl_plain_password="wrong",
-        ),
-        timeout_s=15,  # a loaded machine needs time to get as far as the SASL handshake
-    )
+    sasl = why_unavailable(wrong_password(kafka_bootstrap), timeout_s=15)
     assert sasl is not None
     assert sasl.startswith("SASL authentication failed: ")
     assert "wrong" not in sasl
@@ -106,15 +97,17 @@ def test_sasl_is_named_after_the_commands_logging_is_configured(
     from stream_forecaster.logs import configure_logging
 
     configure_logging("INFO")
-    sasl = why_unavailable(
-        KafkaSettings(
-            bootstrap_servers=kafka_bootstrap,
-            security_protocol="SASL_PLAINTEXT",
-            sasl_mechanism="PLAIN",
-            sasl_plain_username="sensor-feed",
-            sasl_plain_password="wrong",
-        ),
-        timeout_s=15,
-    )
+    sasl = why_unavailable(wrong_password(kafka_bootstrap), timeout_s=15)
     assert sasl is not None and sasl.startswith("SASL authentication failed: "), sasl
     assert logging.getLogger("kafka.net.connection").level == logging.CRITICAL  # restored
+
+
+def wrong_password(bootstrap: str) -> KafkaSettings:
+    """SASL/PLAIN against the test broker's plaintext listener: the handshake fails."""
+    return KafkaSettings(
+        bootstrap_servers=bootstrap,
+        security_protocol="SASL_PLAINTEXT",
+        sasl_mechanism="PLAIN",
+        sasl_plain_username="sensor-feed",
+        sasl_plain_password="wrong",
+    )
