@@ -31,11 +31,10 @@ from stream_forecaster.model.bundle import (
 from stream_forecaster.model.files import UnsafeName, inside, read_regular_file
 from stream_forecaster.model.registry import MANIFEST_NAME, Registry, RegistryError
 from stream_forecaster.model.signing import (
-    MAX_SIGNATURE_CHARS,
     PROMOTE,
-    SIGNATURE_SUFFIX,
     Offer,
     Verifier,
+    sidecar_signature,
 )
 from stream_forecaster.model.weights import MAX_BUNDLE_BYTES
 from stream_forecaster.settings import ModelSettings
@@ -140,9 +139,9 @@ class ModelSource:
                 )
                 self._reported_stray = True
             path = inside(folder, entry.file)
-            return path, entry.signature or _sidecar_signature(path), entry.release
+            return path, entry.signature or sidecar_signature(path), entry.release
         path = resolve_bundle(folder)
-        return path, _sidecar_signature(path), PROMOTE
+        return path, sidecar_signature(path), PROMOTE
 
     def _rejected(self, path: Path, exc: BundleError) -> None:
         log.error("cannot serve model bundle %s (%s): %s", path, exc.reason, exc)
@@ -169,16 +168,3 @@ class ModelSource:
             raise IncompatibleBundle(
                 f"SF_MODEL__WINDOW is {s.window}, but model {m.version} has window {m.window}"
             )
-
-
-def _sidecar_signature(path: Path) -> str | None:
-    """The signature in ``<path>.sig`` (surrounding whitespace ignored), if any."""
-    sidecar = path.with_name(path.name + SIGNATURE_SUFFIX)
-    if not sidecar.exists():
-        return None
-    try:
-        text = read_regular_file(sidecar, MAX_SIGNATURE_CHARS).decode("utf-8").strip()
-    except (BundleError, UnicodeDecodeError) as exc:
-        log.warning("ignoring signature file %s: %s", sidecar, exc)
-        return None
-    return text or None

@@ -40,7 +40,7 @@ from stream_forecaster.model.registry_manifest import (
     promoted,
     with_signature,
 )
-from stream_forecaster.model.signing import MAX_SIGNATURE_CHARS, SIGNATURE_SUFFIX
+from stream_forecaster.model.signing import sidecar_signature
 from stream_forecaster.model.weights import MAX_BUNDLE_BYTES
 
 log = logging.getLogger(__name__)
@@ -290,7 +290,7 @@ class Registry:
                 continue
             if any(e.version == bundle.version for e in entries):
                 continue
-            signature = _sidecar(path.with_name(path.name + SIGNATURE_SUFFIX))
+            signature = sidecar_signature(path)
             entries.append(
                 Entry(
                     version=bundle.version,
@@ -338,13 +338,3 @@ def current_file(path: Path) -> Path:
         versions = ", ".join(e.version for e in registry.entries()) or "none"
         raise BundleError(f"no current model in {path} (versions: {versions})")
     return inside(path, entry.file)
-
-
-def _sidecar(path: Path) -> str | None:
-    if not path.is_file():
-        return None
-    try:
-        return read_regular_file(path, MAX_SIGNATURE_CHARS).decode("utf-8").strip() or None
-    except (BundleError, UnicodeDecodeError) as exc:
-        log.warning("ignoring signature file %s: %s", path, exc)
-        return None

@@ -29,12 +29,14 @@ import hashlib
 import hmac
 import json
 import logging
+from pathlib import Path
 from typing import Final, Literal, NamedTuple
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from stream_forecaster.model.bundle import BundleError, ModelBundle
+from stream_forecaster.model.files import read_regular_file
 from stream_forecaster.model.keys import (
     PRIVATE_KEY_SETTING,
     TRUSTED_KEYS_SETTING,
@@ -81,6 +83,20 @@ class Offer(NamedTuple):
     bundle: ModelBundle
     #: ``promote``, or ``rollback from <version>``.
     release: str
+
+
+def sidecar_signature(bundle_path: Path) -> str | None:
+    """The signature in ``<bundle_path>.sig`` (surrounding whitespace ignored), if any; an
+    unreadable one (not a regular file, too long, not UTF-8) is logged and ignored."""
+    sidecar = bundle_path.with_name(bundle_path.name + SIGNATURE_SUFFIX)
+    if not sidecar.exists():
+        return None
+    try:
+        text = read_regular_file(sidecar, MAX_SIGNATURE_CHARS).decode("utf-8").strip()
+    except (BundleError, UnicodeDecodeError) as exc:
+        log.warning("ignoring signature file %s: %s", sidecar, exc)
+        return None
+    return text or None
 
 
 def rollback_from(version: str) -> str:
